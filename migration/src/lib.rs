@@ -1,0 +1,15 @@
+//! Migrations of the Conduit schema. One set runs on both PostgreSQL and SQLite.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_schema;
+
+/// Runs Conduit's migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_create_schema::Migration)]
+    }
+}

@@ -1,0 +1,371 @@
+//! The rules and data access of articles and favorites. Knows nothing of GraphQL.
+
+use std::collections::{HashMap, HashSet};
+
+use entity::{article, favorite};
+use sea_orm::sea_query::IntoColumnRef;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    JoinType, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, RelationTrait, Select, Set,
+};
+
+use super::slug;
+use crate::db;
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::pagination::{self, Direction, Keyset, Page, PageArgs};
+use crate::validate;
+use crate::{tags, users};
+
+/// What a new article gives.
+#[derive(Debug, Clone)]
+pub struct NewArticle {
+    /// Not blank.
+    pub title: String,
+    /// Not blank.
+    pub description: String,
+    /// Not blank.
+    pub body: String,
+    /// Tag names (trimmed, duplicates dropped).
+    pub tags: Vec<String>,
+}
+
+/// Changes to an article; `None` leaves a value as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ArticleChanges {
+    /// A new title (the slug follows it).
+    pub title: Option<String>,
+    /// A new description.
+    pub description: Option<String>,
+    /// A new body.
+    pub body: Option<String>,
+    /// New tags; `Some(vec![])` removes them all.
+    pub tags: Option<Vec<String>>,
+}
+
+/// Which articles a list holds; every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ArticleFilter {
+    /// Tagged with this name.
+    pub tag: Option<String>,
+    /// Written by the user with this username.
+    pub author: Option<String>,
+    /// Favorited by the user with this username.
+    pub favorited_by: Option<String>,
+    /// Written by users that this user follows (the feed).
+    pub feed_of: Option<i64>,
+}
+
+/// The lists of articles that belong to one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UserList {
+    /// The articles the user wrote.
+    Written,
+    /// The articles the user favorited.
+    Favorited,
+}
+
+fn check_text(errors: &mut FieldErrors, field: &str, value: &str) {
+    let max = if field == "body" {
+        validate::MAX_BODY
+    } else {
+        validate::MAX_TITLE
+    };
+    validate::required(errors, field, value, max);
+}
+
+/// A slug for `title` that no other article has (checked now; the unique index decides a race).
+async fn free_slug(txn: &impl ConnectionTrait, title: &str) -> AppResult<String> {
+    let base = slug::slugify(title);
+    let taken = article::Entity::find()
+        .filter(article::Column::Slug.eq(&base))
+        .count(txn)
+        .await?
+        > 0;
+    Ok(if taken { slug::with_suffix(&base) } else { base })
+}
+
+/// Publishes an article by `author_id`.
+#[tracing::instrument(skip_all, fields(author_id))]
+pub async fn create(db: &DatabaseConnection, author_id: i64, new: NewArticle) -> AppResult<article::Model> {
+    let mut errors = FieldErrors::new();
+    check_text(&mut errors, "title", &new.title);
+    check_text(&mut errors, "description", &new.description);
+    check_text(&mut errors, "body", &new.body);
+    let tag_names = tags::service::normalize(&mut errors, &new.tags);
+    validate::finish(errors)?;
+
+    let now = db::now();
+    let txn = db::begin_write(db).await?;
+    let slug = free_slug(&txn, &new.title).await?;
+    let created = article::ActiveModel {
+        slug: Set(slug),
+        title: Set(new.title),
+        description: Set(new.description),
+        body: Set(new.body),
+        author_id: Set(author_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    tags::service::replace_article_tags(&txn, created.id, &tag_names).await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// The article `slug`, which `viewer_id` must have written (NOT_FOUND, FORBIDDEN).
+async fn own_article(txn: &impl ConnectionTrait, viewer_id: i64, slug: &str) -> AppResult<article::Model> {
+    let found = find_by_slug(txn, slug).await?.ok_or_else(|| no_such_article(slug))?;
+    if found.author_id != viewer_id {
+        return Err(AppError::Forbidden("Only the author may change or delete this article".into()));
+    }
+    Ok(found)
+}
+
+/// Applies `changes` to the article `slug` of `viewer_id`.
+#[tracing::instrument(skip(db, changes))]
+pub async fn update(
+    db: &DatabaseConnection,
+    viewer_id: i64,
+    slug: &str,
+    changes: ArticleChanges,
+) -> AppResult<article::Model> {
+    let mut errors = FieldErrors::new();
+    for (field, value) in [
+        ("title", &changes.title),
+        ("description", &changes.description),
+        ("body", &changes.body),
+    ] {
+        if let Some(value) = value {
+            check_text(&mut errors, field, value);
+        }
+    }
+    let tag_names = changes
+        .tags
+        .as_ref()
+        .map(|names| tags::service::normalize(&mut errors, names));
+    validate::finish(errors)?;
+
+    let txn = db::begin_write(db).await?;
+    let current = own_article(&txn, viewer_id, slug).await?;
+    let id = current.id;
+    let old_title = current.title.clone();
+    let mut article: article::ActiveModel = current.into();
+    if let Some(title) = changes.title {
+        if title != old_title {
+            article.slug = Set(free_slug(&txn, &title).await?);
+        }
+        article.title = Set(title);
+    }
+    if let Some(description) = changes.description {
+        article.description = Set(description);
+    }
+    if let Some(body) = changes.body {
+        article.body = Set(body);
+    }
+    article.updated_at = Set(db::now());
+    let updated = article.update(&txn).await?;
+    if let Some(names) = tag_names {
+        tags::service::replace_article_tags(&txn, id, &names).await?;
+    }
+    txn.commit().await?;
+    Ok(updated)
+}
+
+/// Deletes the article `slug` of `viewer_id` with its comments, favorites and tag links; its id.
+#[tracing::instrument(skip(db))]
+pub async fn delete(db: &DatabaseConnection, viewer_id: i64, slug: &str) -> AppResult<i64> {
+    let txn = db::begin_write(db).await?;
+    let article = own_article(&txn, viewer_id, slug).await?;
+    article::Entity::delete_by_id(article.id).exec(&txn).await?;
+    txn.commit().await?;
+    Ok(article.id)
+}
+
+/// Marks the article `slug` as a favorite of `user_id`; twice is a no-op.
+#[tracing::instrument(skip(db))]
+pub async fn favorite(db: &DatabaseConnection, user_id: i64, slug: &str) -> AppResult<article::Model> {
+    let txn = db::begin_write(db).await?;
+    let article = find_by_slug(&txn, slug).await?.ok_or_else(|| no_such_article(slug))?;
+    favorite::Entity::insert(favorite::ActiveModel {
+        user_id: Set(user_id),
+        article_id: Set(article.id),
+        created_at: Set(db::now()),
+    })
+    .on_conflict_do_nothing_on([favorite::Column::UserId, favorite::Column::ArticleId])
+    .exec_without_returning(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(article)
+}
+
+/// Removes the article `slug` from the favorites of `user_id`; a no-op when it was not one.
+#[tracing::instrument(skip(db))]
+pub async fn unfavorite(db: &DatabaseConnection, user_id: i64, slug: &str) -> AppResult<article::Model> {
+    let txn = db::begin_write(db).await?;
+    let article = find_by_slug(&txn, slug).await?.ok_or_else(|| no_such_article(slug))?;
+    favorite::Entity::delete_many()
+        .filter(favorite::Column::UserId.eq(user_id))
+        .filter(favorite::Column::ArticleId.eq(article.id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(article)
+}
+
+/// NOT_FOUND for the article `slug`.
+pub fn no_such_article(slug: &str) -> AppError {
+    AppError::NotFound(format!("No article has the slug {slug:?}"))
+}
+
+/// The article `slug`, if any.
+pub async fn find_by_slug(db: &impl ConnectionTrait, slug: &str) -> AppResult<Option<article::Model>> {
+    Ok(article::Entity::find()
+        .filter(article::Column::Slug.eq(slug))
+        .one(db)
+        .await?)
+}
+
+/// The articles with these ids.
+pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<article::Model>> {
+    Ok(article::Entity::find()
+        .filter(article::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+fn filtered(filter: &ArticleFilter) -> Select<article::Entity> {
+    let mut select = article::Entity::find();
+    if let Some(tag) = &filter.tag {
+        select = select.filter(article::Column::Id.in_subquery(tags::service::articles_tagged(tag)));
+    }
+    if let Some(author) = &filter.author {
+        select = select.filter(article::Column::AuthorId.in_subquery(users::service::ids_named(author)));
+    }
+    if let Some(username) = &filter.favorited_by {
+        let favorited = favorite::Entity::find()
+            .select_only()
+            .column(favorite::Column::ArticleId)
+            .filter(favorite::Column::UserId.in_subquery(users::service::ids_named(username)))
+            .into_query();
+        select = select.filter(article::Column::Id.in_subquery(favorited));
+    }
+    if let Some(follower) = filter.feed_of {
+        select = select.filter(article::Column::AuthorId.in_subquery(users::service::followed_by(follower)));
+    }
+    select
+}
+
+/// The cursor of an article in a newest-first list.
+pub fn cursor_of(article: &article::Model) -> String {
+    Keyset::new(article.created_at, article.id).encode()
+}
+
+/// One page of the articles that match `filter`, newest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &ArticleFilter,
+    args: &PageArgs,
+) -> AppResult<Page<article::Model>> {
+    let select = pagination::keyset_page(
+        filtered(filter),
+        article::Column::CreatedAt,
+        article::Column::Id,
+        args,
+        Direction::NewestFirst,
+    );
+    let rows = select.all(db).await?;
+    Ok(Page::from_rows(rows, args.first, args.after.is_some(), cursor_of))
+}
+
+/// How many articles match `filter`.
+pub async fn count(db: &impl ConnectionTrait, filter: &ArticleFilter) -> AppResult<i64> {
+    Ok(filtered(filter).count(db).await? as i64)
+}
+
+/// How many users favorited each article (absent: none).
+pub async fn favorite_counts(db: &impl ConnectionTrait, article_ids: &[i64]) -> AppResult<HashMap<i64, i64>> {
+    db::count_by::<favorite::Entity>(db, favorite::Column::ArticleId, article_ids).await
+}
+
+/// Of `article_ids`, those that `user_id` favorited.
+pub async fn favorited_among(
+    db: &impl ConnectionTrait,
+    user_id: i64,
+    article_ids: &[i64],
+) -> AppResult<HashSet<i64>> {
+    let rows: Vec<i64> = favorite::Entity::find()
+        .select_only()
+        .column(favorite::Column::ArticleId)
+        .filter(favorite::Column::UserId.eq(user_id))
+        .filter(favorite::Column::ArticleId.is_in(article_ids.iter().copied()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The name of the column that holds the owning user in [`user_pages`].
+const OWNER: &str = "list_owner_id";
+
+/// One page of `list` for each of `user_ids`, newest first, in one statement.
+pub async fn user_pages(
+    db: &impl ConnectionTrait,
+    list: UserList,
+    user_ids: &[i64],
+    args: &PageArgs,
+) -> AppResult<HashMap<i64, Page<article::Model>>> {
+    let (mut select, partition) = match list {
+        UserList::Written => (
+            article::Entity::find()
+                .column_as(article::Column::AuthorId, OWNER)
+                .filter(article::Column::AuthorId.is_in(user_ids.iter().copied())),
+            (article::Entity, article::Column::AuthorId).into_column_ref(),
+        ),
+        UserList::Favorited => (
+            article::Entity::find()
+                .column_as(favorite::Column::UserId, OWNER)
+                .join(JoinType::InnerJoin, favorite::Relation::Article.def().rev())
+                .filter(favorite::Column::UserId.is_in(user_ids.iter().copied())),
+            (favorite::Entity, favorite::Column::UserId).into_column_ref(),
+        ),
+    };
+    if let Some(after) = &args.after {
+        select = select.filter(pagination::after_condition(
+            article::Column::CreatedAt,
+            article::Column::Id,
+            after,
+            Direction::NewestFirst,
+        ));
+    }
+    let statement = pagination::first_rows_per_partition(
+        select.into_query(),
+        partition,
+        (article::Entity, article::Column::CreatedAt),
+        (article::Entity, article::Column::Id),
+        Direction::NewestFirst,
+        args.first + 1,
+    );
+    let mut rows: HashMap<i64, Vec<article::Model>> = HashMap::new();
+    for row in db.query_all(&statement).await? {
+        let owner: i64 = row.try_get("", OWNER)?;
+        rows.entry(owner).or_default().push(article::Model::from_query_result(&row, "")?);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(owner, rows)| (owner, Page::from_rows(rows, args.first, args.after.is_some(), cursor_of)))
+        .collect())
+}
+
+/// How many articles each of `user_ids` has in `list` (absent: none).
+pub async fn user_counts(
+    db: &impl ConnectionTrait,
+    list: UserList,
+    user_ids: &[i64],
+) -> AppResult<HashMap<i64, i64>> {
+    match list {
+        UserList::Written => db::count_by::<article::Entity>(db, article::Column::AuthorId, user_ids).await,
+        UserList::Favorited => db::count_by::<favorite::Entity>(db, favorite::Column::UserId, user_ids).await,
+    }
+}

@@ -1,0 +1,217 @@
+//! The GraphQL objects and inputs of articles.
+
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use entity::article;
+
+use super::loaders::{FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages, UserPageKey};
+use super::service::{self, ArticleFilter, UserList};
+use crate::comments::types::{CommentConnection, comments_of_article};
+use crate::connection_types;
+use crate::error::{AppError, AppResult};
+use crate::graphql::{ContextExt, FieldResult, DateTime, GlobalId, NodeKind, TotalCount};
+use crate::pagination::PageArgs;
+use crate::tags::loaders::TagsOfArticle;
+use crate::tags::types::Tag;
+use crate::users::loaders::UserById;
+use crate::users::types::User;
+
+/// A published article.
+#[derive(Debug, Clone)]
+pub struct Article(pub article::Model);
+
+#[Object]
+impl Article {
+    /// The global id of this article.
+    pub async fn id(&self) -> ID {
+        GlobalId::encode(NodeKind::Article, self.0.id)
+    }
+
+    /// The article's unique URL name, made from its title; it changes when the title changes.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+
+    /// The title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+
+    /// A short summary.
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+
+    /// The full text (Markdown, as the author wrote it).
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+
+    /// The article's tags, in alphabetical order.
+    async fn tags(&self, ctx: &Context<'_>) -> FieldResult<Vec<Tag>> {
+        let names = ctx.loader::<TagsOfArticle>().load_one(self.0.id).await?;
+        Ok(names
+            .unwrap_or_default()
+            .into_iter()
+            .map(|name| Tag { name })
+            .collect())
+    }
+
+    /// When the article was published; never changes.
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
+    }
+
+    /// When the article was last changed.
+    async fn updated_at(&self) -> DateTime {
+        self.0.updated_at.into()
+    }
+
+    /// Who wrote the article.
+    async fn author(&self, ctx: &Context<'_>) -> FieldResult<User> {
+        let author = ctx.loader::<UserById>().load_one(self.0.author_id).await?;
+        author
+            .map(User)
+            .ok_or_else(|| AppError::NotFound("The author no longer exists".into()).into())
+    }
+
+    /// Whether the viewer favorited the article; false when anonymous.
+    async fn favorited(&self, ctx: &Context<'_>) -> FieldResult<bool> {
+        if ctx.viewer().user_id().is_none() {
+            return Ok(false);
+        }
+        let loaded = ctx.loader::<FavoritedByViewer>().load_one(self.0.id).await?;
+        Ok(loaded.unwrap_or(false))
+    }
+
+    /// How many users favorited the article.
+    async fn favorites_count(&self, ctx: &Context<'_>) -> FieldResult<i64> {
+        let loaded = ctx.loader::<FavoriteCount>().load_one(self.0.id).await?;
+        Ok(loaded.unwrap_or(0))
+    }
+
+    /// The comments on the article, oldest first.
+    async fn comments(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "How many comments to return: 0 to 100, default 20.")] first: Option<i32>,
+        #[graphql(desc = "Return the comments after this cursor (an `endCursor` or edge `cursor`).")]
+        after: Option<String>,
+    ) -> FieldResult<CommentConnection> {
+        Ok(comments_of_article(ctx, self.0.id, first, after.as_deref()).await?)
+    }
+}
+
+/// Which list of articles a connection counts.
+pub enum ArticleCount {
+    /// The articles matching a filter.
+    Filtered(ArticleFilter),
+    /// One user's list.
+    OfUser(UserList, i64),
+}
+
+impl TotalCount for ArticleCount {
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
+        match self {
+            Self::Filtered(filter) => service::count(ctx.db(), filter).await,
+            Self::OfUser(list, user_id) => Ok(ctx
+                .loader::<UserArticleCount>()
+                .load_one((*list, *user_id))
+                .await?
+                .unwrap_or(0)),
+        }
+    }
+}
+
+connection_types!(ArticleConnection, ArticleEdge, Article, ArticleCount);
+
+/// One page of the articles matching `filter`, newest first.
+pub async fn filtered_articles(
+    ctx: &Context<'_>,
+    filter: ArticleFilter,
+    first: Option<i32>,
+    after: Option<&str>,
+) -> AppResult<ArticleConnection> {
+    let args = PageArgs::keyset(first, after)?;
+    let page = service::list(ctx.db(), &filter, &args).await?;
+    Ok(ArticleConnection::new(page.map(Article), ArticleCount::Filtered(filter)))
+}
+
+/// One page of a user's list of articles, newest first, loaded together with the same page of
+/// the other users in the response.
+pub async fn user_articles(
+    ctx: &Context<'_>,
+    list: UserList,
+    user_id: i64,
+    first: Option<i32>,
+    after: Option<&str>,
+) -> AppResult<ArticleConnection> {
+    let args = PageArgs::keyset(first, after)?;
+    let key = UserPageKey { list, user_id, args };
+    let page = ctx
+        .loader::<UserArticlePages>()
+        .load_one(key)
+        .await?
+        .unwrap_or_default();
+    Ok(ArticleConnection::new(page.map(Article), ArticleCount::OfUser(list, user_id)))
+}
+
+/// A new article.
+#[derive(Debug, InputObject)]
+pub struct CreateArticleInput {
+    /// The title: not blank. The slug is made from it.
+    pub title: String,
+    /// A short summary: not blank.
+    pub description: String,
+    /// The full text: not blank.
+    pub body: String,
+    /// Tag names (trimmed; duplicates are dropped). Default: none.
+    pub tags: Option<Vec<String>>,
+}
+
+/// Changes to an article; leave out what stays the same.
+#[derive(Debug, InputObject)]
+pub struct UpdateArticleInput {
+    /// A new title (the slug changes with it).
+    pub title: Option<String>,
+    /// A new summary.
+    pub description: Option<String>,
+    /// A new full text.
+    pub body: Option<String>,
+    /// New tags: they replace the old ones; `[]` removes them all; leaving it out keeps them.
+    pub tags: Option<Vec<String>>,
+}
+
+/// The result of `createArticle`.
+#[derive(SimpleObject)]
+pub struct CreateArticlePayload {
+    /// The new article.
+    pub article: Article,
+}
+
+/// The result of `updateArticle`.
+#[derive(SimpleObject)]
+pub struct UpdateArticlePayload {
+    /// The article after the changes.
+    pub article: Article,
+}
+
+/// The result of `favoriteArticle`.
+#[derive(SimpleObject)]
+pub struct FavoriteArticlePayload {
+    /// The favorited article.
+    pub article: Article,
+}
+
+/// The result of `unfavoriteArticle`.
+#[derive(SimpleObject)]
+pub struct UnfavoriteArticlePayload {
+    /// The article, no longer a favorite.
+    pub article: Article,
+}
+
+/// The result of `deleteArticle`.
+#[derive(SimpleObject)]
+pub struct DeleteArticlePayload {
+    /// The global id of the deleted article.
+    pub deleted_id: ID,
+}

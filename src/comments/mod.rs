@@ -1,0 +1,6 @@
+//! Comments on articles.
+
+pub mod loaders;
+pub mod mutation;
+pub mod service;
+pub mod types;

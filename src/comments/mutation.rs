@@ -1,0 +1,44 @@
+//! The root mutation fields of comments.
+
+use async_graphql::{Context, ID, Object};
+
+use super::service;
+use super::types::{AddCommentInput, AddCommentPayload, Comment, DeleteCommentPayload};
+use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind};
+
+/// Comments' part of `Mutation`.
+#[derive(Default)]
+pub struct CommentsMutation;
+
+#[Object]
+impl CommentsMutation {
+    /// Comments on an article as the viewer. NOT_FOUND for an unknown slug, BAD_USER_INPUT for a
+    /// blank body.
+    async fn add_comment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The slug of the article to comment on.")] slug: String,
+        input: AddCommentInput,
+    ) -> FieldResult<AddCommentPayload> {
+        let viewer = ctx.viewer().require()?;
+        let comment = service::add(ctx.db(), viewer, &slug, input.body).await?;
+        Ok(AddCommentPayload {
+            comment: Comment(comment),
+        })
+    }
+
+    /// Deletes one of the viewer's comments. NOT_FOUND for an unknown id, FORBIDDEN for someone
+    /// else's comment.
+    async fn delete_comment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The global id of the comment to delete.")] id: ID,
+    ) -> FieldResult<DeleteCommentPayload> {
+        let viewer = ctx.viewer().require()?;
+        let comment_id = GlobalId::expect(&id, NodeKind::Comment, "id")?;
+        service::delete(ctx.db(), viewer, comment_id).await?;
+        Ok(DeleteCommentPayload {
+            deleted_id: GlobalId::encode(NodeKind::Comment, comment_id),
+        })
+    }
+}

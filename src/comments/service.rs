@@ -1,0 +1,111 @@
+//! The rules and data access of comments. Knows nothing of GraphQL.
+
+use std::collections::HashMap;
+
+use entity::comment;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    QueryFilter, QueryTrait, Set,
+};
+
+use crate::articles;
+use crate::db;
+use crate::error::{AppError, AppResult, FieldErrors};
+use crate::pagination::{self, Direction, Keyset, Page, PageArgs};
+use crate::validate;
+
+/// Adds a comment by `author_id` to the article `slug` (NOT_FOUND when there is none).
+#[tracing::instrument(skip(db, body))]
+pub async fn add(db: &DatabaseConnection, author_id: i64, slug: &str, body: String) -> AppResult<comment::Model> {
+    let mut errors = FieldErrors::new();
+    validate::required(&mut errors, "body", &body, validate::MAX_BODY);
+    validate::finish(errors)?;
+
+    let now = db::now();
+    let txn = db::begin_write(db).await?;
+    let article = articles::service::find_by_slug(&txn, slug)
+        .await?
+        .ok_or_else(|| articles::service::no_such_article(slug))?;
+    let created = comment::ActiveModel {
+        body: Set(body),
+        article_id: Set(article.id),
+        author_id: Set(author_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    txn.commit().await?;
+    Ok(created)
+}
+
+/// Deletes comment `id`, which `viewer_id` must have written (NOT_FOUND, FORBIDDEN).
+#[tracing::instrument(skip(db))]
+pub async fn delete(db: &DatabaseConnection, viewer_id: i64, id: i64) -> AppResult<()> {
+    let txn = db::begin_write(db).await?;
+    let found = comment::Entity::find_by_id(id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("No such comment".into()))?;
+    if found.author_id != viewer_id {
+        return Err(AppError::Forbidden("Only the author may delete this comment".into()));
+    }
+    comment::Entity::delete_by_id(id).exec(&txn).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The comments with these ids.
+pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<comment::Model>> {
+    Ok(comment::Entity::find()
+        .filter(comment::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?)
+}
+
+/// The cursor of a comment in an oldest-first list.
+pub fn cursor_of(comment: &comment::Model) -> String {
+    Keyset::new(comment.created_at, comment.id).encode()
+}
+
+/// One page of comments, oldest first, for each of `article_ids`, in one statement.
+pub async fn pages_by_article(
+    db: &impl ConnectionTrait,
+    article_ids: &[i64],
+    args: &PageArgs,
+) -> AppResult<HashMap<i64, Page<comment::Model>>> {
+    let mut select = comment::Entity::find().filter(comment::Column::ArticleId.is_in(article_ids.iter().copied()));
+    if let Some(after) = &args.after {
+        select = select.filter(pagination::after_condition(
+            comment::Column::CreatedAt,
+            comment::Column::Id,
+            after,
+            Direction::OldestFirst,
+        ));
+    }
+    let statement = pagination::first_rows_per_partition(
+        select.into_query(),
+        comment::Column::ArticleId,
+        comment::Column::CreatedAt,
+        comment::Column::Id,
+        Direction::OldestFirst,
+        args.first + 1,
+    );
+    let mut rows: HashMap<i64, Vec<comment::Model>> = HashMap::new();
+    for row in db.query_all(&statement).await? {
+        let comment = comment::Model::from_query_result(&row, "")?;
+        rows.entry(comment.article_id).or_default().push(comment);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(article_id, rows)| {
+            (article_id, Page::from_rows(rows, args.first, args.after.is_some(), cursor_of))
+        })
+        .collect())
+}
+
+/// How many comments each article has (absent: none).
+pub async fn counts_by_article(db: &impl ConnectionTrait, article_ids: &[i64]) -> AppResult<HashMap<i64, i64>> {
+    db::count_by::<comment::Entity>(db, comment::Column::ArticleId, article_ids).await
+}

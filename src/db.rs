@@ -1,0 +1,119 @@
+//! Database connection (with retry and backoff), pool settings, migrations, write transactions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction,
+    DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
+
+use crate::error::AppResult;
+
+/// How many times start-up tries to reach the database before giving up.
+const CONNECT_ATTEMPTS: u32 = 8;
+
+/// Counts the SQL statements the application sends, for logs and tests.
+#[derive(Debug, Clone, Default)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    /// Statements sent since start-up.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn increment(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Connects to `url`, retrying with exponential backoff, and counts statements into `counter`.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    counter: StatementCounter,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .idle_timeout(Duration::from_secs(300))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    let mut db = loop {
+        match Database::connect(options.clone()).await {
+            Ok(db) => break db,
+            Err(err) if attempt < CONNECT_ATTEMPTS => {
+                tracing::warn!(attempt, error = %err, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    db.set_metric_callback(move |_| counter.increment());
+    Ok(db)
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Begins the transaction of one mutation. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so concurrent writers queue instead of failing on a lock upgrade.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}
+
+/// The current time, truncated to milliseconds: the precision the API shows and cursors hold.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct KeyCount {
+    key: i64,
+    count: i64,
+}
+
+/// How many rows of `E` have each of `keys` in `column` (absent from the map: none), in one statement.
+pub async fn count_by<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    column: E::Column,
+    keys: &[i64],
+) -> AppResult<HashMap<i64, i64>> {
+    let rows = E::find()
+        .select_only()
+        .column_as(column, "key")
+        .column_as(column.count(), "count")
+        .filter(column.is_in(keys.iter().copied()))
+        .group_by(column)
+        .into_model::<KeyCount>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.key, row.count)).collect())
+}

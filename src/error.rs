@@ -1,0 +1,178 @@
+//! The error type every layer converts into, and its GraphQL form with a stable `extensions.code`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_graphql::ErrorExtensions;
+use sea_orm::{DbErr, SqlErr};
+
+/// Stable machine-readable error codes, sent as `extensions.code`.
+pub mod code {
+    /// The input broke a rule; `extensions.fields` names the fields.
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    /// No valid credentials where they are needed.
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    /// The viewer may not do this.
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    /// The target does not exist.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// A unique value is already taken.
+    pub const CONFLICT: &str = "CONFLICT";
+    /// Something failed on the server; details are in its logs only.
+    pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
+    /// The document does not parse.
+    pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+    /// The document is not valid against the schema.
+    pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+}
+
+/// Field name -> reason, for `BAD_USER_INPUT`.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// An error of any layer below the GraphQL schema.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    /// The input broke a rule.
+    #[error("{message}")]
+    BadUserInput {
+        /// Summary for people.
+        message: String,
+        /// Which fields are wrong, and why.
+        fields: FieldErrors,
+    },
+    /// No (valid) credentials.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The target does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique value is already taken; `field` names it.
+    #[error("{field} is already taken")]
+    Conflict {
+        /// The input field whose value is taken.
+        field: String,
+    },
+    /// A failure the client cannot fix; logged with its cause, never shown.
+    #[error("internal error: {0}")]
+    Internal(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    /// A `BAD_USER_INPUT` error for one field.
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        let mut fields = FieldErrors::new();
+        fields.insert(field.to_owned(), reason.into());
+        Self::invalid_fields(fields)
+    }
+
+    /// A `BAD_USER_INPUT` error for several fields (`fields` must not be empty).
+    pub fn invalid_fields(fields: FieldErrors) -> Self {
+        let message = fields
+            .iter()
+            .map(|(field, reason)| format!("{field}: {reason}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::BadUserInput {
+            message: format!("Invalid input: {message}"),
+            fields,
+        }
+    }
+
+    /// An internal error from any cause.
+    pub fn internal(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Arc::new(cause))
+    }
+
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadUserInput { .. } => code::BAD_USER_INPUT,
+            Self::Unauthenticated(_) => code::UNAUTHENTICATED,
+            Self::Forbidden(_) => code::FORBIDDEN,
+            Self::NotFound(_) => code::NOT_FOUND,
+            Self::Conflict { .. } => code::CONFLICT,
+            Self::Internal(_) => code::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Unique indexes are named `<table>_<field>_key`; the field is what a client sent.
+fn conflicting_field(message: &str) -> String {
+    for (needle, field) in [
+        ("username", "username"),
+        ("email", "email"),
+        ("slug", "slug"),
+        ("tags", "tags"),
+    ] {
+        if message.contains(needle) {
+            return field.to_owned();
+        }
+    }
+    "id".to_owned()
+}
+
+impl From<DbErr> for AppError {
+    fn from(err: DbErr) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(message)) => Self::Conflict {
+                field: conflicting_field(&message),
+            },
+            _ => Self::internal(err),
+        }
+    }
+}
+
+/// The full cause chain of an error, for logs.
+fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        let message = match self {
+            Self::Internal(cause) => {
+                tracing::error!(error = %cause_chain(cause.as_ref()), "internal error");
+                "Internal server error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        async_graphql::Error::new(message).extend_with(|_, extensions| {
+            extensions.set("code", self.code());
+            match self {
+                Self::BadUserInput { fields, .. } => {
+                    let mut map = async_graphql::indexmap::IndexMap::new();
+                    for (field, reason) in fields {
+                        map.insert(
+                            async_graphql::Name::new(field),
+                            async_graphql::Value::from(reason.as_str()),
+                        );
+                    }
+                    extensions.set("fields", async_graphql::Value::Object(map));
+                }
+                Self::Conflict { field } => {
+                    extensions.set("field", field.as_str());
+                    let mut map = async_graphql::indexmap::IndexMap::new();
+                    map.insert(
+                        async_graphql::Name::new(field),
+                        async_graphql::Value::from("is already taken"),
+                    );
+                    extensions.set("fields", async_graphql::Value::Object(map));
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
+/// Results of services and loaders.
+pub type AppResult<T> = Result<T, AppError>;

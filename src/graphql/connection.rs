@@ -1,0 +1,101 @@
+//! Relay cursor connections: page info, lazy total counts, and the macro that declares the types.
+
+use async_graphql::{Context, SimpleObject};
+
+use crate::error::AppResult;
+use crate::pagination::Page;
+
+/// Information to aid in pagination.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PageInfo {
+    /// Whether more items follow this page: ask again with `after: endCursor`.
+    pub has_next_page: bool,
+    /// Whether items precede this page.
+    pub has_previous_page: bool,
+    /// The cursor of the first item of this page.
+    pub start_cursor: Option<String>,
+    /// The cursor of the last item of this page: pass it as `after` to get the next page.
+    pub end_cursor: Option<String>,
+}
+
+impl PageInfo {
+    /// The page info of `page`.
+    pub fn of<T>(page: &Page<T>) -> Self {
+        Self {
+            has_next_page: page.has_next_page,
+            has_previous_page: page.has_previous_page,
+            start_cursor: page.items.first().map(|(cursor, _)| cursor.clone()),
+            end_cursor: page.items.last().map(|(cursor, _)| cursor.clone()),
+        }
+    }
+}
+
+/// Counts the whole list behind a connection, only when `totalCount` is selected.
+pub trait TotalCount: Send + Sync {
+    /// The number of items across all pages.
+    fn total_count(&self, ctx: &Context<'_>) -> impl Future<Output = AppResult<i64>> + Send;
+}
+
+/// Declares a connection type and its edge type for one node type.
+///
+/// ```ignore
+/// connection_types!(ArticleConnection, ArticleEdge, Article, ArticleCount);
+/// ```
+#[macro_export]
+macro_rules! connection_types {
+    ($connection:ident, $edge:ident, $node:ty, $count:ty) => {
+        #[doc = "An item of a connection with its cursor."]
+        #[derive(async_graphql::SimpleObject)]
+        pub struct $edge {
+            /// A cursor for use in pagination: pass it as `after` to get the items that follow this one.
+            pub cursor: String,
+            /// The item.
+            pub node: $node,
+        }
+
+        #[doc = "A page of a list, with Relay-style edges, the nodes alone, page info and the total count."]
+        pub struct $connection {
+            edges: Vec<$edge>,
+            page_info: $crate::graphql::PageInfo,
+            count: $count,
+        }
+
+        impl $connection {
+            /// The connection of `page`, counting the whole list with `count`.
+            pub fn new(page: $crate::pagination::Page<$node>, count: $count) -> Self {
+                Self {
+                    page_info: $crate::graphql::PageInfo::of(&page),
+                    edges: page
+                        .items
+                        .into_iter()
+                        .map(|(cursor, node)| $edge { cursor, node })
+                        .collect(),
+                    count,
+                }
+            }
+        }
+
+        #[async_graphql::Object]
+        impl $connection {
+            /// The items of this page, each with its cursor.
+            async fn edges(&self) -> &[$edge] {
+                &self.edges
+            }
+
+            /// The items of this page, without cursors.
+            async fn nodes(&self) -> Vec<&$node> {
+                self.edges.iter().map(|edge| &edge.node).collect()
+            }
+
+            /// Information to aid in pagination.
+            async fn page_info(&self) -> &$crate::graphql::PageInfo {
+                &self.page_info
+            }
+
+            /// How many items the whole list holds, across all pages.
+            async fn total_count(&self, ctx: &async_graphql::Context<'_>) -> $crate::graphql::FieldResult<i64> {
+                Ok($crate::graphql::TotalCount::total_count(&self.count, ctx).await?)
+            }
+        }
+    };
+}

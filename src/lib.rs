@@ -1,0 +1,21 @@
+//! Conduit: a GraphQL API server for a blogging platform (users, articles, comments, tags, follows, favorites).
+
+pub mod app;
+/// Articles, favorites and feeds.
+pub mod articles;
+pub mod auth;
+/// Comments on articles.
+pub mod comments;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod node;
+pub mod pagination;
+pub mod schema;
+/// Tags of articles.
+pub mod tags;
+pub mod telemetry;
+/// Users, profiles and follows.
+pub mod users;
+pub mod validate;

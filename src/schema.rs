@@ -1,0 +1,71 @@
+//! Assembles `Query` and `Mutation` from the areas' roots and attaches per-request data.
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{EmptySubscription, MergedObject, Request, Schema};
+use sea_orm::DatabaseConnection;
+
+use crate::articles::loaders::{ArticleById, FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages};
+use crate::articles::{mutation::ArticlesMutation, query::ArticlesQuery};
+use crate::auth::{Passwords, Tokens, Viewer};
+use crate::comments::loaders::{CommentById, CommentCount, CommentPages};
+use crate::comments::mutation::CommentsMutation;
+use crate::node::NodeQuery;
+use crate::tags::{loaders::TagsOfArticle, query::TagsQuery};
+use crate::users::loaders::{FollowedByViewer, FollowerCount, UserById};
+use crate::users::{mutation::UsersMutation, query::UsersQuery};
+
+/// Everything a client can read.
+#[derive(MergedObject, Default)]
+pub struct Query(UsersQuery, ArticlesQuery, TagsQuery, NodeQuery);
+
+/// Everything a client can change. Each mutation runs in one transaction: when it fails, nothing changes.
+#[derive(MergedObject, Default)]
+pub struct Mutation(UsersMutation, ArticlesMutation, CommentsMutation);
+
+/// The Conduit GraphQL schema.
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The schema with its shared data.
+pub fn build(db: DatabaseConnection, passwords: Passwords, tokens: Tokens) -> AppSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(db)
+        .data(passwords)
+        .data(tokens)
+        .finish()
+}
+
+/// The schema's SDL: the API contract kept in `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// Attaches the viewer and this request's DataLoaders (they batch within the request only).
+pub fn with_request_data(request: Request, db: &DatabaseConnection, viewer: Viewer) -> Request {
+    let viewer_id = viewer.user_id();
+    request
+        .data(viewer)
+        .data(loader(UserById(db.clone())))
+        .data(loader(FollowerCount(db.clone())))
+        .data(loader(FollowedByViewer {
+            db: db.clone(),
+            viewer: viewer_id,
+        }))
+        .data(loader(ArticleById(db.clone())))
+        .data(loader(FavoriteCount(db.clone())))
+        .data(loader(FavoritedByViewer {
+            db: db.clone(),
+            viewer: viewer_id,
+        }))
+        .data(loader(UserArticlePages(db.clone())))
+        .data(loader(UserArticleCount(db.clone())))
+        .data(loader(TagsOfArticle(db.clone())))
+        .data(loader(CommentById(db.clone())))
+        .data(loader(CommentPages(db.clone())))
+        .data(loader(CommentCount(db.clone())))
+}
+
+fn loader<L: Send + Sync + 'static>(inner: L) -> DataLoader<L> {
+    DataLoader::new(inner, tokio::spawn)
+}

@@ -1,0 +1,92 @@
+//! Input rules shared by the areas; each check records a reason per field.
+
+use crate::error::{AppError, AppResult, FieldErrors};
+
+/// Longest username, in characters.
+pub const MAX_USERNAME: usize = 64;
+/// Longest email address, in characters.
+pub const MAX_EMAIL: usize = 254;
+/// Shortest password, in characters.
+pub const MIN_PASSWORD: usize = 8;
+/// Longest password, in characters.
+pub const MAX_PASSWORD: usize = 64;
+/// Longest bio, in characters.
+pub const MAX_BIO: usize = 4_000;
+/// Longest image URL, in characters.
+pub const MAX_URL: usize = 2_048;
+/// Longest article title or description, in characters.
+pub const MAX_TITLE: usize = 500;
+/// Longest article or comment body, in characters.
+pub const MAX_BODY: usize = 100_000;
+/// Longest tag name, in characters.
+pub const MAX_TAG: usize = 64;
+/// Most tags on one article.
+pub const MAX_TAGS: usize = 20;
+
+/// Records `reason` for `field` unless the field already has one.
+fn fail(errors: &mut FieldErrors, field: &str, reason: impl Into<String>) {
+    errors.entry(field.to_owned()).or_insert_with(|| reason.into());
+}
+
+/// Non-blank and at most `max` characters.
+pub fn required(errors: &mut FieldErrors, field: &str, value: &str, max: usize) {
+    if value.trim().is_empty() {
+        fail(errors, field, "must not be blank");
+    }
+    max_chars(errors, field, value, max);
+}
+
+/// At most `max` characters.
+pub fn max_chars(errors: &mut FieldErrors, field: &str, value: &str, max: usize) {
+    let length = value.chars().count();
+    if length > max {
+        fail(errors, field, format!("must be at most {max} characters (got {length})"));
+    }
+}
+
+/// A username: non-blank, at most [`MAX_USERNAME`] characters.
+pub fn username(errors: &mut FieldErrors, value: &str) {
+    required(errors, "username", value, MAX_USERNAME);
+}
+
+/// An email address: `local@domain.tld`, no spaces, at most [`MAX_EMAIL`] characters.
+pub fn email(errors: &mut FieldErrors, value: &str) {
+    required(errors, "email", value, MAX_EMAIL);
+    let valid = match value.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !value.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if !valid {
+        fail(errors, "email", "must be a valid email address");
+    }
+}
+
+/// A password: [`MIN_PASSWORD`] to [`MAX_PASSWORD`] characters.
+pub fn password(errors: &mut FieldErrors, value: &str) {
+    let length = value.chars().count();
+    if value.trim().is_empty() {
+        fail(errors, "password", "must not be blank");
+    } else if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&length) {
+        fail(
+            errors,
+            "password",
+            format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long"),
+        );
+    }
+}
+
+/// BAD_USER_INPUT when any field failed.
+pub fn finish(errors: FieldErrors) -> AppResult<()> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::invalid_fields(errors))
+    }
+}
