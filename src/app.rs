@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{ErrorExtensionValues, ServerError};
+use async_graphql::{ErrorExtensionValues, ErrorExtensions, Pos, ServerError};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -221,9 +221,11 @@ async fn graphql(
             let request = schema::with_request_data(request, &state.db, viewer);
             state.schema.execute(request).await
         }
-        Err(err) => async_graphql::Response::from_errors(vec![
-            async_graphql::Error::from(err).into_server_error(async_graphql::Pos::default()),
-        ]),
+        Err(err) => {
+            let mut error = ErrorExtensions::extend(&err).into_server_error(Pos::default());
+            error.locations.clear();
+            async_graphql::Response::from_errors(vec![error])
+        }
     };
     for error in &mut response.errors {
         classify(error, &request_id);
@@ -234,7 +236,10 @@ async fn graphql(
         let codes: Vec<String> = response
             .errors
             .iter()
-            .filter_map(|error| error.extensions.as_ref()?.get("code").map(ToString::to_string))
+            .filter_map(|error| match error.extensions.as_ref()?.get("code")? {
+                async_graphql::Value::String(code) => Some(code.clone()),
+                _ => None,
+            })
             .collect();
         format!("errors: {}", codes.join(","))
     };
@@ -267,7 +272,7 @@ fn classify(error: &mut ServerError, request_id: &str) {
         Some(async_graphql::Value::String(code)) => code.clone(),
         _ => {
             // Errors without a code come from async-graphql itself: the document or its variables.
-            let code = if error.message.starts_with(" --> ") || error.message.contains("expected") && error.path.is_empty() && error.locations.is_empty() {
+            let code = if error.message.starts_with(" --> ") {
                 code::GRAPHQL_PARSE_FAILED
             } else if error.path.is_empty() {
                 code::GRAPHQL_VALIDATION_FAILED

@@ -36,8 +36,11 @@ pub fn required(errors: &mut FieldErrors, field: &str, value: &str, max: usize) 
     max_chars(errors, field, value, max);
 }
 
-/// At most `max` characters.
+/// At most `max` characters, and no NUL character (which no database stores in text).
 pub fn max_chars(errors: &mut FieldErrors, field: &str, value: &str, max: usize) {
+    if value.contains('\0') {
+        fail(errors, field, "must not contain NUL characters");
+    }
     let length = value.chars().count();
     if length > max {
         fail(errors, field, format!("must be at most {max} characters (got {length})"));
@@ -71,6 +74,7 @@ pub fn email(errors: &mut FieldErrors, value: &str) {
 /// A password: [`MIN_PASSWORD`] to [`MAX_PASSWORD`] characters.
 pub fn password(errors: &mut FieldErrors, value: &str) {
     let length = value.chars().count();
+    max_chars(errors, "password", value, MAX_PASSWORD);
     if value.trim().is_empty() {
         fail(errors, "password", "must not be blank");
     } else if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&length) {

@@ -19,6 +19,7 @@ use crate::users::types::User;
 #[derive(Debug, Clone)]
 pub struct Article(pub article::Model);
 
+/// A published article.
 #[Object]
 impl Article {
     /// The global id of this article.

@@ -17,6 +17,7 @@ use crate::users::types::User;
 #[derive(Debug, Clone)]
 pub struct Comment(pub comment::Model);
 
+/// A comment on an article.
 #[Object]
 impl Comment {
     /// The global id of this comment.

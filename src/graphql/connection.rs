@@ -75,6 +75,7 @@ macro_rules! connection_types {
             }
         }
 
+        #[doc = "A page of a list, with Relay-style edges, the nodes alone, page info and the total count."]
         #[async_graphql::Object]
         impl $connection {
             /// The items of this page, each with its cursor.

@@ -21,10 +21,10 @@ pub fn normalize(errors: &mut FieldErrors, names: &[String]) -> Vec<String> {
         let name = name.trim();
         if name.is_empty() {
             errors.insert("tags".into(), "tag names must not be blank".into());
-        } else if name.chars().count() > validate::MAX_TAG {
+        } else if name.chars().count() > validate::MAX_TAG || name.contains('\0') {
             errors.insert(
                 "tags".into(),
-                format!("tag names must be at most {} characters", validate::MAX_TAG),
+                format!("tag names must be at most {} characters, without NUL", validate::MAX_TAG),
             );
         } else if !cleaned.iter().any(|known| known == name) {
             cleaned.push(name.to_owned());

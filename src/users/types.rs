@@ -12,6 +12,7 @@ use crate::graphql::{ContextExt, FieldResult, DateTime, GlobalId, NodeKind};
 #[derive(Debug, Clone)]
 pub struct User(pub user::Model);
 
+/// A person with an account: their public profile, and their email when they look at themselves.
 #[Object]
 impl User {
     /// The global id of this user.

@@ -1,0 +1,190 @@
+//! `spawn_app()`: the real application on port 0 with a database of its own, and request helpers.
+
+use std::net::SocketAddr;
+
+use conduit::app::App;
+use conduit::config::Config;
+use conduit::db::StatementCounter;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "password123";
+
+/// The secret that signs the tokens of test apps.
+pub const JWT_SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
+
+/// A database that lives as long as the test.
+enum TestDb {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = self {
+            let (admin_url, database) = (admin_url.clone(), name.clone());
+            // The test's runtime is busy dropping; drop the database from a runtime of our own.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(async {
+                    let admin = Database::connect(&admin_url).await.map_err(std::io::Error::other)?;
+                    admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    Ok::<_, std::io::Error>(())
+                })
+            })
+            .join();
+            if let Ok(Err(err)) = dropped {
+                eprintln!("could not drop test database {name}: {err}");
+            }
+        }
+    }
+}
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub statements: StatementCounter,
+    shutdown: Option<oneshot::Sender<()>>,
+    _db: TestDb,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+async fn test_database() -> (String, TestDb) {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!("conduit_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = Database::connect(&admin_url).await.expect("TEST_DATABASE_URL must be reachable");
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create the test database");
+            let base = admin_url.split('?').next().unwrap_or(&admin_url);
+            let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+            (format!("{server}/{name}"), TestDb::Postgres { admin_url, name })
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let url = format!("sqlite://{}", dir.path().join("conduit.db").display());
+            (url, TestDb::Sqlite(dir))
+        }
+    }
+}
+
+/// Starts the real app on 127.0.0.1:0 with a fresh database.
+pub async fn spawn_app() -> TestApp {
+    let (url, db) = test_database().await;
+    let mut config = Config::with_database(url);
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.jwt_secret = Some(JWT_SECRET.to_owned());
+    config.db_max_connections = 5;
+    let app = App::build(&config).await.expect("the app starts");
+    let addr = app.local_addr().expect("bound address");
+    let statements = app.state().statements.clone();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        statements,
+        shutdown: Some(shutdown),
+        _db: db,
+    }
+}
+
+impl TestApp {
+    /// `http://addr/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a GraphQL operation, as `token`'s user when given; the JSON response.
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        assert!(response.status().is_success(), "HTTP status {}", response.status());
+        response.json().await.expect("a JSON response")
+    }
+
+    /// POSTs a GraphQL operation anonymously.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.gql_as(None, query, variables).await
+    }
+
+    /// Registers `username` (email `<username>@example.com`, password [`PASSWORD`]); its token.
+    pub async fn register(&self, username: &str) -> String {
+        let response = self
+            .gql(
+                "mutation($input: RegisterInput!) { register(input: $input) { token } }",
+                json!({ "input": { "username": username, "email": format!("{username}@example.com"), "password": PASSWORD } }),
+            )
+            .await;
+        response["data"]["register"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("registration failed: {response}"))
+            .to_owned()
+    }
+
+    /// Publishes an article as `token`'s user; the article's `slug`.
+    pub async fn create_article(&self, token: &str, title: &str, tags: &[&str]) -> String {
+        let response = self
+            .gql_as(
+                Some(token),
+                "mutation($input: CreateArticleInput!) { createArticle(input: $input) { article { slug } } }",
+                json!({ "input": { "title": title, "description": format!("About {title}"), "body": format!("All about {title}."), "tags": tags } }),
+            )
+            .await;
+        response["data"]["createArticle"]["article"]["slug"]
+            .as_str()
+            .unwrap_or_else(|| panic!("createArticle failed: {response}"))
+            .to_owned()
+    }
+
+    /// Comments on `slug` as `token`'s user; the comment's id.
+    pub async fn add_comment(&self, token: &str, slug: &str, body: &str) -> String {
+        let response = self
+            .gql_as(
+                Some(token),
+                "mutation($slug: String!, $body: String!) { addComment(slug: $slug, input: { body: $body }) { comment { id } } }",
+                json!({ "slug": slug, "body": body }),
+            )
+            .await;
+        response["data"]["addComment"]["comment"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("addComment failed: {response}"))
+            .to_owned()
+    }
+}
+
+/// The `extensions.code` of the first error; panics when there is none.
+pub fn error_code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code, got {response}"))
+}
+
+/// The response's data, asserting there are no errors.
+pub fn data(response: &Value) -> &Value {
+    assert!(response.get("errors").is_none(), "unexpected errors: {response}");
+    &response["data"]
+}

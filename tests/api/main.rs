@@ -1,0 +1,12 @@
+//! Integration tests: the real app over HTTP, through the public GraphQL API, one database per test.
+//! SQLite by default; a fresh PostgreSQL database per test when `TEST_DATABASE_URL` is set.
+
+mod articles;
+mod comments;
+mod concurrency;
+mod helpers;
+mod http;
+mod n_plus_one;
+mod nodes;
+mod tags;
+mod users;
