@@ -70,7 +70,12 @@ impl App {
     /// Connects to the database, runs the migrations and binds the listen address.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         let statements = StatementCounter::default();
-        let db = db::connect(&config.database_url, config.db_max_connections, statements.clone()).await?;
+        let db = db::connect(
+            &config.database_url,
+            config.db_max_connections,
+            statements.clone(),
+        )
+        .await?;
         db::migrate(&db).await?;
         let secret = match &config.jwt_secret {
             Some(secret) => secret.as_bytes().to_vec(),
@@ -107,11 +112,17 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then finishes the requests in flight.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let app = router(self.state);
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }
 
@@ -166,19 +177,24 @@ pub fn router(state: AppState) -> Router {
                     )
                 })
                 .on_request(())
-                .on_response(|response: &axum::http::Response<_>, latency: Duration, _span: &Span| {
-                    tracing::info!(
-                        status = response.status().as_u16(),
-                        duration_ms = latency.as_secs_f64() * 1000.0,
-                        "request finished"
-                    );
-                })
+                .on_response(
+                    |response: &axum::http::Response<_>, latency: Duration, _span: &Span| {
+                        tracing::info!(
+                            status = response.status().as_u16(),
+                            duration_ms = latency.as_secs_f64() * 1000.0,
+                            "request finished"
+                        );
+                    },
+                )
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::new())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ));
 
     Router::new()
         .route("/graphql", get(graphql).post(graphql))
@@ -215,7 +231,9 @@ async fn graphql(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
     let mut response = match Viewer::from_authorization(authorization, &state.tokens) {
         Ok(viewer) => {
             let request = schema::with_request_data(request, &state.db, viewer);
@@ -267,7 +285,9 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
 
 /// Gives every error a stable `extensions.code`, and internal errors the request id.
 fn classify(error: &mut ServerError, request_id: &str) {
-    let extensions = error.extensions.get_or_insert_with(ErrorExtensionValues::default);
+    let extensions = error
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default);
     let code = match extensions.get("code") {
         Some(async_graphql::Value::String(code)) => code.clone(),
         _ => {
@@ -290,7 +310,12 @@ fn classify(error: &mut ServerError, request_id: &str) {
 
 /// `GET /playground`: GraphiQL, to explore the API in a browser.
 async fn playground() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").title("Conduit GraphQL").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("Conduit GraphQL")
+            .finish(),
+    )
 }
 
 /// `GET /schema.graphql`: the schema in SDL, for tools and code generators.

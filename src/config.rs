@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The `conduit` command line.
 #[derive(Debug, Parser)]
-#[command(name = "conduit", version, about = "Conduit: a GraphQL API server for a blogging platform")]
+#[command(
+    name = "conduit",
+    version,
+    about = "Conduit: a GraphQL API server for a blogging platform"
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -74,7 +78,12 @@ pub struct Config {
     pub hash_concurrency: Option<u32>,
 
     /// `development` or `production`.
-    #[arg(long = "env", env = "CONDUIT_ENV", value_enum, default_value = "development")]
+    #[arg(
+        long = "env",
+        env = "CONDUIT_ENV",
+        value_enum,
+        default_value = "development"
+    )]
     pub environment: Environment,
 
     /// Log filter, in `tracing` syntax (e.g. `info`, `conduit=debug,sea_orm=warn`).
@@ -103,7 +112,9 @@ pub enum ConfigError {
 impl Config {
     /// The settings a test or an embedding program starts from: every default, no secret.
     pub fn with_database(database_url: impl Into<String>) -> Self {
-        Cli::parse_from(["conduit"]).config.with_database_url(database_url)
+        Cli::parse_from(["conduit"])
+            .config
+            .with_database_url(database_url)
     }
 
     fn with_database_url(mut self, database_url: impl Into<String>) -> Self {

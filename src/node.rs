@@ -38,7 +38,11 @@ impl NodeQuery {
             return Ok(None);
         };
         Ok(match kind {
-            NodeKind::User => ctx.loader::<UserById>().load_one(id).await?.map(|m| Node::User(User(m))),
+            NodeKind::User => ctx
+                .loader::<UserById>()
+                .load_one(id)
+                .await?
+                .map(|m| Node::User(User(m))),
             NodeKind::Article => ctx
                 .loader::<ArticleById>()
                 .load_one(id)

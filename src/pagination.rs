@@ -4,8 +4,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeZone, Utc};
 
-use sea_orm::sea_query::{Asterisk, Expr, IntoColumnRef, Order, Query, SelectStatement, WindowStatement};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Select};
+use sea_orm::sea_query::{
+    Asterisk, Expr, IntoColumnRef, Order, Query, SelectStatement, WindowStatement,
+};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
 
 use crate::error::{AppError, AppResult};
 
@@ -179,7 +183,12 @@ impl Direction {
 }
 
 /// The rows that come after `after` in a list ordered by (`time`, `id`) in `direction`.
-pub fn after_condition<C: ColumnTrait>(time: C, id: C, after: &Keyset, direction: Direction) -> Condition {
+pub fn after_condition<C: ColumnTrait>(
+    time: C,
+    id: C,
+    after: &Keyset,
+    direction: Direction,
+) -> Condition {
     let at = after.at();
     match direction {
         Direction::NewestFirst => Condition::any()

@@ -4,7 +4,9 @@ use async_graphql::dataloader::DataLoader;
 use async_graphql::{EmptySubscription, MergedObject, Request, Schema};
 use sea_orm::DatabaseConnection;
 
-use crate::articles::loaders::{ArticleById, FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages};
+use crate::articles::loaders::{
+    ArticleById, FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages,
+};
 use crate::articles::{mutation::ArticlesMutation, query::ArticlesQuery};
 use crate::auth::{Passwords, Tokens, Viewer};
 use crate::comments::loaders::{CommentById, CommentCount, CommentPages};

@@ -25,7 +25,9 @@ pub const MAX_TAGS: usize = 20;
 
 /// Records `reason` for `field` unless the field already has one.
 fn fail(errors: &mut FieldErrors, field: &str, reason: impl Into<String>) {
-    errors.entry(field.to_owned()).or_insert_with(|| reason.into());
+    errors
+        .entry(field.to_owned())
+        .or_insert_with(|| reason.into());
 }
 
 /// Non-blank and at most `max` characters.
@@ -43,7 +45,11 @@ pub fn max_chars(errors: &mut FieldErrors, field: &str, value: &str, max: usize)
     }
     let length = value.chars().count();
     if length > max {
-        fail(errors, field, format!("must be at most {max} characters (got {length})"));
+        fail(
+            errors,
+            field,
+            format!("must be at most {max} characters (got {length})"),
+        );
     }
 }
 

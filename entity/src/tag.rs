@@ -14,7 +14,6 @@ pub struct Model {
 
 /// Relations of `tags`.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

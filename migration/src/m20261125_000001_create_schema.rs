@@ -95,7 +95,11 @@ fn cascade(
 }
 
 /// A plain (non-unique) index on `columns` of `table`.
-fn index<T: IntoIden + Copy, C: IntoIden + Copy>(name: &str, table: T, columns: &[C]) -> IndexCreateStatement {
+fn index<T: IntoIden + Copy, C: IntoIden + Copy>(
+    name: &str,
+    table: T,
+    columns: &[C],
+) -> IndexCreateStatement {
     let mut statement = Index::create();
     statement.name(name).table(table);
     for column in columns {
@@ -136,7 +140,11 @@ impl MigrationTrait for Migration {
                     .col(big_integer(Follows::FollowerId))
                     .col(big_integer(Follows::FolloweeId))
                     .col(timestamp_with_time_zone(Follows::CreatedAt))
-                    .primary_key(Index::create().col(Follows::FollowerId).col(Follows::FolloweeId))
+                    .primary_key(
+                        Index::create()
+                            .col(Follows::FollowerId)
+                            .col(Follows::FolloweeId),
+                    )
                     .foreign_key(&mut cascade(
                         "follows_follower_fk",
                         Follows::Table,
@@ -155,7 +163,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("follows_followee_idx", Follows::Table, &[Follows::FolloweeId]))
+            .create_index(index(
+                "follows_followee_idx",
+                Follows::Table,
+                &[Follows::FolloweeId],
+            ))
             .await?;
 
         manager
@@ -231,7 +243,11 @@ impl MigrationTrait for Migration {
                     .table(ArticleTags::Table)
                     .col(big_integer(ArticleTags::ArticleId))
                     .col(big_integer(ArticleTags::TagId))
-                    .primary_key(Index::create().col(ArticleTags::ArticleId).col(ArticleTags::TagId))
+                    .primary_key(
+                        Index::create()
+                            .col(ArticleTags::ArticleId)
+                            .col(ArticleTags::TagId),
+                    )
                     .foreign_key(&mut cascade(
                         "article_tags_article_fk",
                         ArticleTags::Table,
@@ -250,7 +266,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("article_tags_tag_idx", ArticleTags::Table, &[ArticleTags::TagId]))
+            .create_index(index(
+                "article_tags_tag_idx",
+                ArticleTags::Table,
+                &[ArticleTags::TagId],
+            ))
             .await?;
 
         manager
@@ -260,7 +280,11 @@ impl MigrationTrait for Migration {
                     .col(big_integer(Favorites::UserId))
                     .col(big_integer(Favorites::ArticleId))
                     .col(timestamp_with_time_zone(Favorites::CreatedAt))
-                    .primary_key(Index::create().col(Favorites::UserId).col(Favorites::ArticleId))
+                    .primary_key(
+                        Index::create()
+                            .col(Favorites::UserId)
+                            .col(Favorites::ArticleId),
+                    )
                     .foreign_key(&mut cascade(
                         "favorites_user_fk",
                         Favorites::Table,
@@ -279,7 +303,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("favorites_article_idx", Favorites::Table, &[Favorites::ArticleId]))
+            .create_index(index(
+                "favorites_article_idx",
+                Favorites::Table,
+                &[Favorites::ArticleId],
+            ))
             .await?;
 
         manager
@@ -317,7 +345,11 @@ impl MigrationTrait for Migration {
             ))
             .await?;
         manager
-            .create_index(index("comments_author_idx", Comments::Table, &[Comments::AuthorId]))
+            .create_index(index(
+                "comments_author_idx",
+                Comments::Table,
+                &[Comments::AuthorId],
+            ))
             .await?;
         Ok(())
     }
@@ -332,7 +364,9 @@ impl MigrationTrait for Migration {
             Follows::Table.into_iden(),
             Users::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

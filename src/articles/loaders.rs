@@ -19,7 +19,10 @@ impl Loader<i64> for ArticleById {
 
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, article::Model>, AppError> {
         let articles = service::find_by_ids(&self.0, ids).await?;
-        Ok(articles.into_iter().map(|article| (article.id, article)).collect())
+        Ok(articles
+            .into_iter()
+            .map(|article| (article.id, article))
+            .collect())
     }
 }
 
@@ -32,7 +35,10 @@ impl Loader<i64> for FavoriteCount {
 
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, i64>, AppError> {
         let counts = service::favorite_counts(&self.0, ids).await?;
-        Ok(ids.iter().map(|id| (*id, counts.get(id).copied().unwrap_or(0))).collect())
+        Ok(ids
+            .iter()
+            .map(|id| (*id, counts.get(id).copied().unwrap_or(0)))
+            .collect())
     }
 }
 
@@ -75,10 +81,16 @@ impl Loader<UserPageKey> for UserArticlePages {
     type Value = Page<article::Model>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[UserPageKey]) -> Result<HashMap<UserPageKey, Self::Value>, AppError> {
+    async fn load(
+        &self,
+        keys: &[UserPageKey],
+    ) -> Result<HashMap<UserPageKey, Self::Value>, AppError> {
         let mut groups: HashMap<(UserList, &PageArgs), Vec<i64>> = HashMap::new();
         for key in keys {
-            groups.entry((key.list, &key.args)).or_default().push(key.user_id);
+            groups
+                .entry((key.list, &key.args))
+                .or_default()
+                .push(key.user_id);
         }
         let mut pages = HashMap::new();
         for ((list, args), user_ids) in groups {
@@ -109,10 +121,17 @@ impl Loader<(UserList, i64)> for UserArticleCount {
     type Value = i64;
     type Error = AppError;
 
-    async fn load(&self, keys: &[(UserList, i64)]) -> Result<HashMap<(UserList, i64), i64>, AppError> {
+    async fn load(
+        &self,
+        keys: &[(UserList, i64)],
+    ) -> Result<HashMap<(UserList, i64), i64>, AppError> {
         let mut counts = HashMap::new();
         for list in [UserList::Written, UserList::Favorited] {
-            let user_ids: Vec<i64> = keys.iter().filter(|(l, _)| *l == list).map(|(_, id)| *id).collect();
+            let user_ids: Vec<i64> = keys
+                .iter()
+                .filter(|(l, _)| *l == list)
+                .map(|(_, id)| *id)
+                .collect();
             if user_ids.is_empty() {
                 continue;
             }

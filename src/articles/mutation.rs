@@ -4,8 +4,8 @@ use async_graphql::{Context, Object};
 
 use super::service::{self, ArticleChanges, NewArticle};
 use super::types::{
-    Article, CreateArticleInput, CreateArticlePayload, DeleteArticlePayload, FavoriteArticlePayload,
-    UnfavoriteArticlePayload, UpdateArticleInput, UpdateArticlePayload,
+    Article, CreateArticleInput, CreateArticlePayload, DeleteArticlePayload,
+    FavoriteArticlePayload, UnfavoriteArticlePayload, UpdateArticleInput, UpdateArticlePayload,
 };
 use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind};
 

@@ -26,11 +26,16 @@ impl ArticlesQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "How many articles to return: 0 to 100, default 20.")] first: Option<i32>,
-        #[graphql(desc = "Return the articles after this cursor (an `endCursor` or edge `cursor`).")]
+        #[graphql(
+            desc = "Return the articles after this cursor (an `endCursor` or edge `cursor`)."
+        )]
         after: Option<String>,
         #[graphql(desc = "Only articles with this tag.")] tag: Option<String>,
-        #[graphql(desc = "Only articles written by the user with this username.")] author: Option<String>,
-        #[graphql(desc = "Only articles favorited by the user with this username.")] favorited_by: Option<String>,
+        #[graphql(desc = "Only articles written by the user with this username.")] author: Option<
+            String,
+        >,
+        #[graphql(desc = "Only articles favorited by the user with this username.")]
+        favorited_by: Option<String>,
     ) -> FieldResult<ArticleConnection> {
         let filter = ArticleFilter {
             tag,
@@ -46,7 +51,9 @@ impl ArticlesQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "How many articles to return: 0 to 100, default 20.")] first: Option<i32>,
-        #[graphql(desc = "Return the articles after this cursor (an `endCursor` or edge `cursor`).")]
+        #[graphql(
+            desc = "Return the articles after this cursor (an `endCursor` or edge `cursor`)."
+        )]
         after: Option<String>,
     ) -> FieldResult<ArticleConnection> {
         let viewer = ctx.viewer().require()?;

@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 use entity::{article, favorite};
 use sea_orm::sea_query::IntoColumnRef;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    JoinType, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, RelationTrait, Select, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, RelationTrait,
+    Select, Set,
 };
 
 use super::slug;
@@ -81,12 +82,20 @@ async fn free_slug(txn: &impl ConnectionTrait, title: &str) -> AppResult<String>
         .count(txn)
         .await?
         > 0;
-    Ok(if taken { slug::with_suffix(&base) } else { base })
+    Ok(if taken {
+        slug::with_suffix(&base)
+    } else {
+        base
+    })
 }
 
 /// Publishes an article by `author_id`.
 #[tracing::instrument(skip_all, fields(author_id))]
-pub async fn create(db: &DatabaseConnection, author_id: i64, new: NewArticle) -> AppResult<article::Model> {
+pub async fn create(
+    db: &DatabaseConnection,
+    author_id: i64,
+    new: NewArticle,
+) -> AppResult<article::Model> {
     let mut errors = FieldErrors::new();
     check_text(&mut errors, "title", &new.title);
     check_text(&mut errors, "description", &new.description);
@@ -115,10 +124,18 @@ pub async fn create(db: &DatabaseConnection, author_id: i64, new: NewArticle) ->
 }
 
 /// The article `slug`, which `viewer_id` must have written (NOT_FOUND, FORBIDDEN).
-async fn own_article(txn: &impl ConnectionTrait, viewer_id: i64, slug: &str) -> AppResult<article::Model> {
-    let found = find_by_slug(txn, slug).await?.ok_or_else(|| no_such_article(slug))?;
+async fn own_article(
+    txn: &impl ConnectionTrait,
+    viewer_id: i64,
+    slug: &str,
+) -> AppResult<article::Model> {
+    let found = find_by_slug(txn, slug)
+        .await?
+        .ok_or_else(|| no_such_article(slug))?;
     if found.author_id != viewer_id {
-        return Err(AppError::Forbidden("Only the author may change or delete this article".into()));
+        return Err(AppError::Forbidden(
+            "Only the author may change or delete this article".into(),
+        ));
     }
     Ok(found)
 }
@@ -185,9 +202,15 @@ pub async fn delete(db: &DatabaseConnection, viewer_id: i64, slug: &str) -> AppR
 
 /// Marks the article `slug` as a favorite of `user_id`; twice is a no-op.
 #[tracing::instrument(skip(db))]
-pub async fn favorite(db: &DatabaseConnection, user_id: i64, slug: &str) -> AppResult<article::Model> {
+pub async fn favorite(
+    db: &DatabaseConnection,
+    user_id: i64,
+    slug: &str,
+) -> AppResult<article::Model> {
     let txn = db::begin_write(db).await?;
-    let article = find_by_slug(&txn, slug).await?.ok_or_else(|| no_such_article(slug))?;
+    let article = find_by_slug(&txn, slug)
+        .await?
+        .ok_or_else(|| no_such_article(slug))?;
     favorite::Entity::insert(favorite::ActiveModel {
         user_id: Set(user_id),
         article_id: Set(article.id),
@@ -202,9 +225,15 @@ pub async fn favorite(db: &DatabaseConnection, user_id: i64, slug: &str) -> AppR
 
 /// Removes the article `slug` from the favorites of `user_id`; a no-op when it was not one.
 #[tracing::instrument(skip(db))]
-pub async fn unfavorite(db: &DatabaseConnection, user_id: i64, slug: &str) -> AppResult<article::Model> {
+pub async fn unfavorite(
+    db: &DatabaseConnection,
+    user_id: i64,
+    slug: &str,
+) -> AppResult<article::Model> {
     let txn = db::begin_write(db).await?;
-    let article = find_by_slug(&txn, slug).await?.ok_or_else(|| no_such_article(slug))?;
+    let article = find_by_slug(&txn, slug)
+        .await?
+        .ok_or_else(|| no_such_article(slug))?;
     favorite::Entity::delete_many()
         .filter(favorite::Column::UserId.eq(user_id))
         .filter(favorite::Column::ArticleId.eq(article.id))
@@ -220,7 +249,10 @@ pub fn no_such_article(slug: &str) -> AppError {
 }
 
 /// The article `slug`, if any.
-pub async fn find_by_slug(db: &impl ConnectionTrait, slug: &str) -> AppResult<Option<article::Model>> {
+pub async fn find_by_slug(
+    db: &impl ConnectionTrait,
+    slug: &str,
+) -> AppResult<Option<article::Model>> {
     Ok(article::Entity::find()
         .filter(article::Column::Slug.eq(slug))
         .one(db)
@@ -238,10 +270,12 @@ pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Ve
 fn filtered(filter: &ArticleFilter) -> Select<article::Entity> {
     let mut select = article::Entity::find();
     if let Some(tag) = &filter.tag {
-        select = select.filter(article::Column::Id.in_subquery(tags::service::articles_tagged(tag)));
+        select =
+            select.filter(article::Column::Id.in_subquery(tags::service::articles_tagged(tag)));
     }
     if let Some(author) = &filter.author {
-        select = select.filter(article::Column::AuthorId.in_subquery(users::service::ids_named(author)));
+        select =
+            select.filter(article::Column::AuthorId.in_subquery(users::service::ids_named(author)));
     }
     if let Some(username) = &filter.favorited_by {
         let favorited = favorite::Entity::find()
@@ -252,7 +286,8 @@ fn filtered(filter: &ArticleFilter) -> Select<article::Entity> {
         select = select.filter(article::Column::Id.in_subquery(favorited));
     }
     if let Some(follower) = filter.feed_of {
-        select = select.filter(article::Column::AuthorId.in_subquery(users::service::followed_by(follower)));
+        select = select
+            .filter(article::Column::AuthorId.in_subquery(users::service::followed_by(follower)));
     }
     select
 }
@@ -276,7 +311,12 @@ pub async fn list(
         Direction::NewestFirst,
     );
     let rows = select.all(db).await?;
-    Ok(Page::from_rows(rows, args.first, args.after.is_some(), cursor_of))
+    Ok(Page::from_rows(
+        rows,
+        args.first,
+        args.after.is_some(),
+        cursor_of,
+    ))
 }
 
 /// How many articles match `filter`.
@@ -285,7 +325,10 @@ pub async fn count(db: &impl ConnectionTrait, filter: &ArticleFilter) -> AppResu
 }
 
 /// How many users favorited each article (absent: none).
-pub async fn favorite_counts(db: &impl ConnectionTrait, article_ids: &[i64]) -> AppResult<HashMap<i64, i64>> {
+pub async fn favorite_counts(
+    db: &impl ConnectionTrait,
+    article_ids: &[i64],
+) -> AppResult<HashMap<i64, i64>> {
     db::count_by::<favorite::Entity>(db, favorite::Column::ArticleId, article_ids).await
 }
 
@@ -350,11 +393,18 @@ pub async fn user_pages(
     let mut rows: HashMap<i64, Vec<article::Model>> = HashMap::new();
     for row in db.query_all(&statement).await? {
         let owner: i64 = row.try_get("", OWNER)?;
-        rows.entry(owner).or_default().push(article::Model::from_query_result(&row, "")?);
+        rows.entry(owner)
+            .or_default()
+            .push(article::Model::from_query_result(&row, "")?);
     }
     Ok(rows
         .into_iter()
-        .map(|(owner, rows)| (owner, Page::from_rows(rows, args.first, args.after.is_some(), cursor_of)))
+        .map(|(owner, rows)| {
+            (
+                owner,
+                Page::from_rows(rows, args.first, args.after.is_some(), cursor_of),
+            )
+        })
         .collect())
 }
 
@@ -365,7 +415,11 @@ pub async fn user_counts(
     user_ids: &[i64],
 ) -> AppResult<HashMap<i64, i64>> {
     match list {
-        UserList::Written => db::count_by::<article::Entity>(db, article::Column::AuthorId, user_ids).await,
-        UserList::Favorited => db::count_by::<favorite::Entity>(db, favorite::Column::UserId, user_ids).await,
+        UserList::Written => {
+            db::count_by::<article::Entity>(db, article::Column::AuthorId, user_ids).await
+        }
+        UserList::Favorited => {
+            db::count_by::<favorite::Entity>(db, favorite::Column::UserId, user_ids).await
+        }
     }
 }

@@ -44,8 +44,14 @@ mod tests {
 
     #[test]
     fn slugs_keep_letters_and_digits_only() {
-        assert_eq!(slugify("How to Train Your Dragon!"), "how-to-train-your-dragon");
-        assert_eq!(slugify("  --Rust 2024: what's new?  "), "rust-2024-what-s-new");
+        assert_eq!(
+            slugify("How to Train Your Dragon!"),
+            "how-to-train-your-dragon"
+        );
+        assert_eq!(
+            slugify("  --Rust 2024: what's new?  "),
+            "rust-2024-what-s-new"
+        );
         assert_eq!(slugify("Ünïcödé Straße"), "ünïcödé-straße");
         assert_eq!(slugify("🎉🎉"), "article");
     }

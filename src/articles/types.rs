@@ -3,12 +3,14 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use entity::article;
 
-use super::loaders::{FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages, UserPageKey};
+use super::loaders::{
+    FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages, UserPageKey,
+};
 use super::service::{self, ArticleFilter, UserList};
 use crate::comments::types::{CommentConnection, comments_of_article};
 use crate::connection_types;
 use crate::error::{AppError, AppResult};
-use crate::graphql::{ContextExt, FieldResult, DateTime, GlobalId, NodeKind, TotalCount};
+use crate::graphql::{ContextExt, DateTime, FieldResult, GlobalId, NodeKind, TotalCount};
 use crate::pagination::PageArgs;
 use crate::tags::loaders::TagsOfArticle;
 use crate::tags::types::Tag;
@@ -80,7 +82,10 @@ impl Article {
         if ctx.viewer().user_id().is_none() {
             return Ok(false);
         }
-        let loaded = ctx.loader::<FavoritedByViewer>().load_one(self.0.id).await?;
+        let loaded = ctx
+            .loader::<FavoritedByViewer>()
+            .load_one(self.0.id)
+            .await?;
         Ok(loaded.unwrap_or(false))
     }
 
@@ -95,7 +100,9 @@ impl Article {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "How many comments to return: 0 to 100, default 20.")] first: Option<i32>,
-        #[graphql(desc = "Return the comments after this cursor (an `endCursor` or edge `cursor`).")]
+        #[graphql(
+            desc = "Return the comments after this cursor (an `endCursor` or edge `cursor`)."
+        )]
         after: Option<String>,
     ) -> FieldResult<CommentConnection> {
         Ok(comments_of_article(ctx, self.0.id, first, after.as_deref()).await?)
@@ -134,7 +141,10 @@ pub async fn filtered_articles(
 ) -> AppResult<ArticleConnection> {
     let args = PageArgs::keyset(first, after)?;
     let page = service::list(ctx.db(), &filter, &args).await?;
-    Ok(ArticleConnection::new(page.map(Article), ArticleCount::Filtered(filter)))
+    Ok(ArticleConnection::new(
+        page.map(Article),
+        ArticleCount::Filtered(filter),
+    ))
 }
 
 /// One page of a user's list of articles, newest first, loaded together with the same page of
@@ -147,13 +157,20 @@ pub async fn user_articles(
     after: Option<&str>,
 ) -> AppResult<ArticleConnection> {
     let args = PageArgs::keyset(first, after)?;
-    let key = UserPageKey { list, user_id, args };
+    let key = UserPageKey {
+        list,
+        user_id,
+        args,
+    };
     let page = ctx
         .loader::<UserArticlePages>()
         .load_one(key)
         .await?
         .unwrap_or_default();
-    Ok(ArticleConnection::new(page.map(Article), ArticleCount::OfUser(list, user_id)))
+    Ok(ArticleConnection::new(
+        page.map(Article),
+        ArticleCount::OfUser(list, user_id),
+    ))
 }
 
 /// A new article.

@@ -54,7 +54,11 @@ impl Passwords {
             .run(move || {
                 let parsed = PasswordHash::new(&hash)
                     .map_err(|err| AppError::internal(HashingError(err.to_string())))?;
-                Ok::<_, AppError>(argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+                Ok::<_, AppError>(
+                    argon2()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok(),
+                )
             })
             .await??;
         Ok(known && matches)

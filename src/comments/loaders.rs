@@ -19,7 +19,10 @@ impl Loader<i64> for CommentById {
 
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, comment::Model>, AppError> {
         let comments = service::find_by_ids(&self.0, ids).await?;
-        Ok(comments.into_iter().map(|comment| (comment.id, comment)).collect())
+        Ok(comments
+            .into_iter()
+            .map(|comment| (comment.id, comment))
+            .collect())
     }
 }
 
@@ -39,7 +42,10 @@ impl Loader<CommentPageKey> for CommentPages {
     type Value = Page<comment::Model>;
     type Error = AppError;
 
-    async fn load(&self, keys: &[CommentPageKey]) -> Result<HashMap<CommentPageKey, Self::Value>, AppError> {
+    async fn load(
+        &self,
+        keys: &[CommentPageKey],
+    ) -> Result<HashMap<CommentPageKey, Self::Value>, AppError> {
         let mut groups: HashMap<&PageArgs, Vec<i64>> = HashMap::new();
         for key in keys {
             groups.entry(&key.args).or_default().push(key.article_id);
@@ -72,6 +78,9 @@ impl Loader<i64> for CommentCount {
 
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, i64>, AppError> {
         let counts = service::counts_by_article(&self.0, ids).await?;
-        Ok(ids.iter().map(|id| (*id, counts.get(id).copied().unwrap_or(0))).collect())
+        Ok(ids
+            .iter()
+            .map(|id| (*id, counts.get(id).copied().unwrap_or(0)))
+            .collect())
     }
 }

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use entity::comment;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    QueryFilter, QueryTrait, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, QueryFilter, QueryTrait, Set,
 };
 
 use crate::articles;
@@ -16,7 +16,12 @@ use crate::validate;
 
 /// Adds a comment by `author_id` to the article `slug` (NOT_FOUND when there is none).
 #[tracing::instrument(skip(db, body))]
-pub async fn add(db: &DatabaseConnection, author_id: i64, slug: &str, body: String) -> AppResult<comment::Model> {
+pub async fn add(
+    db: &DatabaseConnection,
+    author_id: i64,
+    slug: &str,
+    body: String,
+) -> AppResult<comment::Model> {
     let mut errors = FieldErrors::new();
     validate::required(&mut errors, "body", &body, validate::MAX_BODY);
     validate::finish(errors)?;
@@ -49,7 +54,9 @@ pub async fn delete(db: &DatabaseConnection, viewer_id: i64, id: i64) -> AppResu
         .await?
         .ok_or_else(|| AppError::NotFound("No such comment".into()))?;
     if found.author_id != viewer_id {
-        return Err(AppError::Forbidden("Only the author may delete this comment".into()));
+        return Err(AppError::Forbidden(
+            "Only the author may delete this comment".into(),
+        ));
     }
     comment::Entity::delete_by_id(id).exec(&txn).await?;
     txn.commit().await?;
@@ -75,7 +82,8 @@ pub async fn pages_by_article(
     article_ids: &[i64],
     args: &PageArgs,
 ) -> AppResult<HashMap<i64, Page<comment::Model>>> {
-    let mut select = comment::Entity::find().filter(comment::Column::ArticleId.is_in(article_ids.iter().copied()));
+    let mut select = comment::Entity::find()
+        .filter(comment::Column::ArticleId.is_in(article_ids.iter().copied()));
     if let Some(after) = &args.after {
         select = select.filter(pagination::after_condition(
             comment::Column::CreatedAt,
@@ -100,12 +108,18 @@ pub async fn pages_by_article(
     Ok(rows
         .into_iter()
         .map(|(article_id, rows)| {
-            (article_id, Page::from_rows(rows, args.first, args.after.is_some(), cursor_of))
+            (
+                article_id,
+                Page::from_rows(rows, args.first, args.after.is_some(), cursor_of),
+            )
         })
         .collect())
 }
 
 /// How many comments each article has (absent: none).
-pub async fn counts_by_article(db: &impl ConnectionTrait, article_ids: &[i64]) -> AppResult<HashMap<i64, i64>> {
+pub async fn counts_by_article(
+    db: &impl ConnectionTrait,
+    article_ids: &[i64],
+) -> AppResult<HashMap<i64, i64>> {
     db::count_by::<comment::Entity>(db, comment::Column::ArticleId, article_ids).await
 }

@@ -8,7 +8,7 @@ use crate::articles::loaders::ArticleById;
 use crate::articles::types::Article;
 use crate::connection_types;
 use crate::error::{AppError, AppResult};
-use crate::graphql::{ContextExt, FieldResult, DateTime, GlobalId, NodeKind, TotalCount};
+use crate::graphql::{ContextExt, DateTime, FieldResult, GlobalId, NodeKind, TotalCount};
 use crate::pagination::PageArgs;
 use crate::users::loaders::UserById;
 use crate::users::types::User;
@@ -50,7 +50,10 @@ impl Comment {
 
     /// The article the comment is on.
     async fn article(&self, ctx: &Context<'_>) -> FieldResult<Article> {
-        let article = ctx.loader::<ArticleById>().load_one(self.0.article_id).await?;
+        let article = ctx
+            .loader::<ArticleById>()
+            .load_one(self.0.article_id)
+            .await?;
         article
             .map(Article)
             .ok_or_else(|| AppError::NotFound("The article no longer exists".into()).into())
@@ -62,7 +65,11 @@ pub struct CommentsOfArticle(i64);
 
 impl TotalCount for CommentsOfArticle {
     async fn total_count(&self, ctx: &Context<'_>) -> AppResult<i64> {
-        Ok(ctx.loader::<CommentCount>().load_one(self.0).await?.unwrap_or(0))
+        Ok(ctx
+            .loader::<CommentCount>()
+            .load_one(self.0)
+            .await?
+            .unwrap_or(0))
     }
 }
 
@@ -82,7 +89,10 @@ pub async fn comments_of_article(
         .load_one(CommentPageKey { article_id, args })
         .await?
         .unwrap_or_default();
-    Ok(CommentConnection::new(page.map(Comment), CommentsOfArticle(article_id)))
+    Ok(CommentConnection::new(
+        page.map(Comment),
+        CommentsOfArticle(article_id),
+    ))
 }
 
 /// A new comment.

@@ -38,7 +38,7 @@ pub trait TotalCount: Send + Sync {
 
 /// Declares a connection type and its edge type for one node type.
 ///
-/// ```ignore
+/// ```text
 /// connection_types!(ArticleConnection, ArticleEdge, Article, ArticleCount);
 /// ```
 #[macro_export]

@@ -34,6 +34,14 @@ impl NodeKind {
 }
 
 /// A decoded global id.
+///
+/// ```
+/// use conduit::graphql::{GlobalId, NodeKind};
+///
+/// let id = GlobalId::encode(NodeKind::Article, 42);
+/// assert_eq!(GlobalId::decode(&id), Some(GlobalId { kind: NodeKind::Article, id: 42 }));
+/// assert_eq!(GlobalId::decode("not-an-id"), None);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GlobalId {
     /// What it identifies.

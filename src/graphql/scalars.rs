@@ -8,7 +8,10 @@ use chrono::{SecondsFormat, Utc};
 pub struct DateTime(pub chrono::DateTime<Utc>);
 
 /// A point in time: an RFC 3339 string in UTC with milliseconds, e.g. `2026-11-24T12:00:00.000Z`.
-#[Scalar(name = "DateTime", specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339")]
+#[Scalar(
+    name = "DateTime",
+    specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339"
+)]
 impl ScalarType for DateTime {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {

@@ -22,6 +22,9 @@ impl TagsQuery {
     ) -> FieldResult<TagConnection> {
         let args = service::page_args(first, after.as_deref())?;
         let page = service::most_used(ctx.db(), &args).await?;
-        Ok(TagConnection::new(page.map(|usage| Tag { name: usage.name }), TagsInUse))
+        Ok(TagConnection::new(
+            page.map(|usage| Tag { name: usage.name }),
+            TagsInUse,
+        ))
     }
 }

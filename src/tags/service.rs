@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use entity::{article_tag, tag};
 use sea_orm::sea_query::{Expr, OnConflict, Order, SelectStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, RelationTrait, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, FromQueryResult, JoinType, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, RelationTrait, Set,
 };
 
 use crate::error::{AppError, AppResult, FieldErrors};
@@ -24,7 +24,10 @@ pub fn normalize(errors: &mut FieldErrors, names: &[String]) -> Vec<String> {
         } else if name.chars().count() > validate::MAX_TAG || name.contains('\0') {
             errors.insert(
                 "tags".into(),
-                format!("tag names must be at most {} characters, without NUL", validate::MAX_TAG),
+                format!(
+                    "tag names must be at most {} characters, without NUL",
+                    validate::MAX_TAG
+                ),
             );
         } else if !cleaned.iter().any(|known| known == name) {
             cleaned.push(name.to_owned());
@@ -56,7 +59,11 @@ pub async fn replace_article_tags(
         name: Set(name.clone()),
         ..Default::default()
     }))
-    .on_conflict(OnConflict::column(tag::Column::Name).do_nothing().to_owned())
+    .on_conflict(
+        OnConflict::column(tag::Column::Name)
+            .do_nothing()
+            .to_owned(),
+    )
     .exec_without_returning(txn)
     .await?;
     let ids: Vec<i64> = tag::Entity::find()
@@ -155,7 +162,10 @@ pub fn page_args(first: Option<i32>, after: Option<&str>) -> AppResult<PageArgs<
 }
 
 /// The tags in use, most used first (ties by name).
-pub async fn most_used(db: &impl ConnectionTrait, args: &PageArgs<TagCursor>) -> AppResult<Page<TagUsage>> {
+pub async fn most_used(
+    db: &impl ConnectionTrait,
+    args: &PageArgs<TagCursor>,
+) -> AppResult<Page<TagUsage>> {
     let usage = Expr::col((article_tag::Entity, article_tag::Column::ArticleId)).count();
     let name = Expr::col((tag::Entity, tag::Column::Name));
     let mut select = article_tag::Entity::find()
@@ -170,21 +180,28 @@ pub async fn most_used(db: &impl ConnectionTrait, args: &PageArgs<TagCursor>) ->
         .limit(args.first + 1);
     if let Some(after) = &args.after {
         select = select.having(
-            usage
-                .clone()
-                .lt(after.article_count)
-                .or(usage.eq(after.article_count).and(name.gt(after.name.clone()))),
+            usage.clone().lt(after.article_count).or(usage
+                .eq(after.article_count)
+                .and(name.gt(after.name.clone()))),
         );
     }
     let rows = select.into_model::<TagUsage>().all(db).await?;
-    Ok(Page::from_rows(rows, args.first, args.after.is_some(), TagCursor::encode))
+    Ok(Page::from_rows(
+        rows,
+        args.first,
+        args.after.is_some(),
+        TagCursor::encode,
+    ))
 }
 
 /// How many tags are in use.
 pub async fn count_used(db: &impl ConnectionTrait) -> AppResult<i64> {
     let used = article_tag::Entity::find()
         .select_only()
-        .column_as(Expr::col(article_tag::Column::TagId).count_distinct(), "count")
+        .column_as(
+            Expr::col(article_tag::Column::TagId).count_distinct(),
+            "count",
+        )
         .into_tuple::<i64>()
         .one(db)
         .await?;

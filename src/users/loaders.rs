@@ -52,6 +52,9 @@ impl Loader<i64> for FollowerCount {
 
     async fn load(&self, ids: &[i64]) -> Result<HashMap<i64, i64>, AppError> {
         let counts = service::follower_counts(&self.0, ids).await?;
-        Ok(ids.iter().map(|id| (*id, counts.get(id).copied().unwrap_or(0))).collect())
+        Ok(ids
+            .iter()
+            .map(|id| (*id, counts.get(id).copied().unwrap_or(0)))
+            .collect())
     }
 }

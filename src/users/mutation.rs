@@ -4,8 +4,8 @@ use async_graphql::{Context, Object};
 
 use super::service::{self, AccountChanges, Registration};
 use super::types::{
-    FollowUserPayload, LoginInput, LoginPayload, RegisterInput, RegisterPayload, UnfollowUserPayload,
-    UpdateViewerInput, UpdateViewerPayload, User,
+    FollowUserPayload, LoginInput, LoginPayload, RegisterInput, RegisterPayload,
+    UnfollowUserPayload, UpdateViewerInput, UpdateViewerPayload, User,
 };
 use crate::error::AppError;
 use crate::graphql::{ContextExt, FieldResult};
@@ -24,7 +24,11 @@ fn issue_token(ctx: &Context<'_>, user_id: i64) -> FieldResult<String> {
 impl UsersMutation {
     /// Creates an account and signs in. BAD_USER_INPUT on invalid fields, CONFLICT when the
     /// username or email is taken.
-    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> FieldResult<RegisterPayload> {
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        input: RegisterInput,
+    ) -> FieldResult<RegisterPayload> {
         let registration = Registration {
             username: input.username,
             email: input.email,

@@ -27,6 +27,8 @@ impl UsersQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The username to look up, case-insensitively.")] username: String,
     ) -> FieldResult<Option<User>> {
-        Ok(service::find_by_username(ctx.db(), &username).await?.map(User))
+        Ok(service::find_by_username(ctx.db(), &username)
+            .await?
+            .map(User))
     }
 }

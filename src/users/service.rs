@@ -46,7 +46,8 @@ fn username_matches(username: &str) -> Expr {
 }
 
 fn email_matches(email: &str) -> Expr {
-    Expr::expr(Func::lower(Expr::col(user::Column::Email))).eq(Func::lower(Expr::val(email.to_owned())))
+    Expr::expr(Func::lower(Expr::col(user::Column::Email)))
+        .eq(Func::lower(Expr::val(email.to_owned())))
 }
 
 /// Registers a user; CONFLICT when the username or email is taken.
@@ -164,7 +165,10 @@ pub async fn update_account(
 }
 
 /// The user named `username` (case-insensitively), if any.
-pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> AppResult<Option<user::Model>> {
+pub async fn find_by_username(
+    db: &impl ConnectionTrait,
+    username: &str,
+) -> AppResult<Option<user::Model>> {
     Ok(user::Entity::find()
         .filter(username_matches(username))
         .one(db)
@@ -199,7 +203,11 @@ pub fn followed_by(follower_id: i64) -> SelectStatement {
 
 /// Makes `follower_id` follow `username`; following twice is a no-op.
 #[tracing::instrument(skip(db))]
-pub async fn follow(db: &DatabaseConnection, follower_id: i64, username: &str) -> AppResult<user::Model> {
+pub async fn follow(
+    db: &DatabaseConnection,
+    follower_id: i64,
+    username: &str,
+) -> AppResult<user::Model> {
     let txn = db::begin_write(db).await?;
     let followee = find_by_username(&txn, username)
         .await?
@@ -221,7 +229,11 @@ pub async fn follow(db: &DatabaseConnection, follower_id: i64, username: &str) -
 
 /// Makes `follower_id` stop following `username`; a no-op when not following.
 #[tracing::instrument(skip(db))]
-pub async fn unfollow(db: &DatabaseConnection, follower_id: i64, username: &str) -> AppResult<user::Model> {
+pub async fn unfollow(
+    db: &DatabaseConnection,
+    follower_id: i64,
+    username: &str,
+) -> AppResult<user::Model> {
     let txn = db::begin_write(db).await?;
     let followee = find_by_username(&txn, username)
         .await?
@@ -257,6 +269,9 @@ pub async fn followed_among(
 }
 
 /// How many followers each of `user_ids` has (absent: none).
-pub async fn follower_counts(db: &impl ConnectionTrait, user_ids: &[i64]) -> AppResult<HashMap<i64, i64>> {
+pub async fn follower_counts(
+    db: &impl ConnectionTrait,
+    user_ids: &[i64],
+) -> AppResult<HashMap<i64, i64>> {
     db::count_by::<follow::Entity>(db, follow::Column::FolloweeId, user_ids).await
 }

@@ -6,7 +6,7 @@ use entity::user;
 use super::loaders::{FollowedByViewer, FollowerCount};
 use crate::articles::service::UserList;
 use crate::articles::types::{ArticleConnection, user_articles};
-use crate::graphql::{ContextExt, FieldResult, DateTime, GlobalId, NodeKind};
+use crate::graphql::{ContextExt, DateTime, FieldResult, GlobalId, NodeKind};
 
 /// A person with an account: their public profile, and their email when they look at themselves.
 #[derive(Debug, Clone)]
@@ -60,7 +60,9 @@ impl User {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "How many articles to return: 0 to 100, default 20.")] first: Option<i32>,
-        #[graphql(desc = "Return the articles after this cursor (an `endCursor` or edge `cursor`).")]
+        #[graphql(
+            desc = "Return the articles after this cursor (an `endCursor` or edge `cursor`)."
+        )]
         after: Option<String>,
     ) -> FieldResult<ArticleConnection> {
         Ok(user_articles(ctx, UserList::Written, self.0.id, first, after.as_deref()).await?)
@@ -71,7 +73,9 @@ impl User {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "How many articles to return: 0 to 100, default 20.")] first: Option<i32>,
-        #[graphql(desc = "Return the articles after this cursor (an `endCursor` or edge `cursor`).")]
+        #[graphql(
+            desc = "Return the articles after this cursor (an `endCursor` or edge `cursor`)."
+        )]
         after: Option<String>,
     ) -> FieldResult<ArticleConnection> {
         Ok(user_articles(ctx, UserList::Favorited, self.0.id, first, after.as_deref()).await?)

@@ -14,7 +14,13 @@ async fn add_comment_returns_it_with_author_and_article() {
     let author = app.register("author").await;
     let reader = app.register("reader").await;
     let slug = app.create_article(&author, "Commented", &[]).await;
-    let response = app.gql_as(Some(&reader), ADD, json!({ "slug": slug, "body": "Great read" })).await;
+    let response = app
+        .gql_as(
+            Some(&reader),
+            ADD,
+            json!({ "slug": slug, "body": "Great read" }),
+        )
+        .await;
     let comment = &data(&response)["addComment"]["comment"];
     assert_eq!(comment["body"], "Great read");
     assert_eq!(comment["author"]["username"], "reader");
@@ -29,10 +35,18 @@ async fn add_comment_rejects_anonymous_blank_and_unknown_articles() {
     let slug = app.create_article(&author, "Commented", &[]).await;
     let anonymous = app.gql(ADD, json!({ "slug": slug, "body": "hi" })).await;
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
-    let blank = app.gql_as(Some(&author), ADD, json!({ "slug": slug, "body": "   " })).await;
+    let blank = app
+        .gql_as(Some(&author), ADD, json!({ "slug": slug, "body": "   " }))
+        .await;
     assert_eq!(error_code(&blank), "BAD_USER_INPUT");
     assert!(blank["errors"][0]["extensions"]["fields"]["body"].is_string());
-    let missing = app.gql_as(Some(&author), ADD, json!({ "slug": "missing", "body": "hi" })).await;
+    let missing = app
+        .gql_as(
+            Some(&author),
+            ADD,
+            json!({ "slug": "missing", "body": "hi" }),
+        )
+        .await;
     assert_eq!(error_code(&missing), "NOT_FOUND");
     let count = app.gql(COMMENTS, json!({ "slug": slug })).await;
     assert_eq!(data(&count)["article"]["comments"]["totalCount"], 0);
@@ -44,12 +58,18 @@ async fn comments_page_oldest_first() {
     let author = app.register("author").await;
     let slug = app.create_article(&author, "Busy", &[]).await;
     for n in 0..7 {
-        app.add_comment(&author, &slug, &format!("comment {n}")).await;
+        app.add_comment(&author, &slug, &format!("comment {n}"))
+            .await;
     }
     let mut bodies = Vec::new();
     let mut after = serde_json::Value::Null;
     loop {
-        let response = app.gql(COMMENTS, json!({ "slug": slug, "first": 3, "after": after })).await;
+        let response = app
+            .gql(
+                COMMENTS,
+                json!({ "slug": slug, "first": 3, "after": after }),
+            )
+            .await;
         let comments = &data(&response)["article"]["comments"];
         assert_eq!(comments["totalCount"], 7);
         for edge in comments["edges"].as_array().expect("edges") {
@@ -76,7 +96,9 @@ async fn only_the_author_may_delete_a_comment() {
     assert_eq!(error_code(&forbidden), "FORBIDDEN");
     let anonymous = app.gql(DELETE, json!({ "id": id })).await;
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
-    let invalid = app.gql_as(Some(&author), DELETE, json!({ "id": "garbage" })).await;
+    let invalid = app
+        .gql_as(Some(&author), DELETE, json!({ "id": "garbage" }))
+        .await;
     assert_eq!(error_code(&invalid), "BAD_USER_INPUT");
 
     let deleted = app.gql_as(Some(&author), DELETE, json!({ "id": id })).await;

@@ -14,9 +14,15 @@ async fn ten_simultaneous_registrations_of_one_username_let_exactly_one_win() {
         )
     });
     let responses = futures::future::join_all(attempts).await;
-    let wins = responses.iter().filter(|response| response.get("errors").is_none()).count();
+    let wins = responses
+        .iter()
+        .filter(|response| response.get("errors").is_none())
+        .count();
     assert_eq!(wins, 1, "{responses:?}");
-    for response in responses.iter().filter(|response| response.get("errors").is_some()) {
+    for response in responses
+        .iter()
+        .filter(|response| response.get("errors").is_some())
+    {
         assert_eq!(error_code(response), "CONFLICT", "{response}");
         assert!(response["errors"][0]["extensions"]["fields"]["username"].is_string());
     }
@@ -39,10 +45,16 @@ async fn twenty_users_favoriting_one_article_at_once_count_twenty() {
         )
     });
     for response in futures::future::join_all(favorites).await {
-        assert_eq!(data(&response)["favoriteArticle"]["article"]["favorited"], true);
+        assert_eq!(
+            data(&response)["favoriteArticle"]["article"]["favorited"],
+            true
+        );
     }
     let count = app
-        .gql("query($slug: String!) { article(slug: $slug) { favoritesCount } }", json!({ "slug": slug }))
+        .gql(
+            "query($slug: String!) { article(slug: $slug) { favoritesCount } }",
+            json!({ "slug": slug }),
+        )
         .await;
     assert_eq!(data(&count)["article"]["favoritesCount"], 20);
 }

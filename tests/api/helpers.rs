@@ -27,11 +27,17 @@ impl Drop for TestDb {
             let (admin_url, database) = (admin_url.clone(), name.clone());
             // The test's runtime is busy dropping; drop the database from a runtime of our own.
             let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
                 runtime.block_on(async {
-                    let admin = Database::connect(&admin_url).await.map_err(std::io::Error::other)?;
+                    let admin = Database::connect(&admin_url)
+                        .await
+                        .map_err(std::io::Error::other)?;
                     admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                        ))
                         .await
                         .map_err(std::io::Error::other)?;
                     Ok::<_, std::io::Error>(())
@@ -66,14 +72,19 @@ async fn test_database() -> (String, TestDb) {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(admin_url) if !admin_url.is_empty() => {
             let name = format!("conduit_test_{}", uuid::Uuid::new_v4().simple());
-            let admin = Database::connect(&admin_url).await.expect("TEST_DATABASE_URL must be reachable");
+            let admin = Database::connect(&admin_url)
+                .await
+                .expect("TEST_DATABASE_URL must be reachable");
             admin
                 .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
                 .await
                 .expect("create the test database");
             let base = admin_url.split('?').next().unwrap_or(&admin_url);
             let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-            (format!("{server}/{name}"), TestDb::Postgres { admin_url, name })
+            (
+                format!("{server}/{name}"),
+                TestDb::Postgres { admin_url, name },
+            )
         }
         _ => {
             let dir = tempfile::tempdir().expect("temporary directory");
@@ -122,7 +133,11 @@ impl TestApp {
             request = request.bearer_auth(token);
         }
         let response = request.send().await.expect("request sent");
-        assert!(response.status().is_success(), "HTTP status {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "HTTP status {}",
+            response.status()
+        );
         response.json().await.expect("a JSON response")
     }
 
@@ -185,6 +200,9 @@ pub fn error_code(response: &Value) -> &str {
 
 /// The response's data, asserting there are no errors.
 pub fn data(response: &Value) -> &Value {
-    assert!(response.get("errors").is_none(), "unexpected errors: {response}");
+    assert!(
+        response.get("errors").is_none(),
+        "unexpected errors: {response}"
+    );
     &response["data"]
 }

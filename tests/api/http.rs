@@ -26,22 +26,40 @@ async fn queries_work_over_get_and_mutations_over_get_are_refused() {
         .await
         .expect("sent");
     assert_eq!(mutation.status(), 405);
-    let users = app.gql(r#"{ user(username: "x") { username } }"#, json!({})).await;
-    assert!(data(&users)["user"].is_null(), "the refused mutation did not run");
+    let users = app
+        .gql(r#"{ user(username: "x") { username } }"#, json!({}))
+        .await;
+    assert!(
+        data(&users)["user"].is_null(),
+        "the refused mutation did not run"
+    );
 }
 
 #[tokio::test]
 async fn health_playground_and_request_ids_are_served() {
     let app = spawn_app().await;
-    let health = app.client.get(app.url("/health")).send().await.expect("sent");
+    let health = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-request-id"));
     assert_eq!(health.json::<Value>().await.expect("json")["status"], "ok");
 
-    let playground = app.client.get(app.url("/playground")).send().await.expect("sent");
+    let playground = app
+        .client
+        .get(app.url("/playground"))
+        .send()
+        .await
+        .expect("sent");
     assert_eq!(playground.status(), 200);
     let page = playground.text().await.expect("text");
-    assert!(page.contains("graphiql") || page.contains("GraphiQL"), "a GraphiQL page");
+    assert!(
+        page.contains("graphiql") || page.contains("GraphiQL"),
+        "a GraphiQL page"
+    );
     assert!(page.contains("/graphql"));
 }
 
@@ -49,9 +67,15 @@ async fn health_playground_and_request_ids_are_served() {
 async fn errors_from_the_document_carry_codes() {
     let app = spawn_app().await;
     let parse = app.gql("{ articles { ", json!({})).await;
-    assert_eq!(parse["errors"][0]["extensions"]["code"], "GRAPHQL_PARSE_FAILED");
+    assert_eq!(
+        parse["errors"][0]["extensions"]["code"],
+        "GRAPHQL_PARSE_FAILED"
+    );
     let validation = app.gql("{ nothingHere }", json!({})).await;
-    assert_eq!(validation["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED");
+    assert_eq!(
+        validation["errors"][0]["extensions"]["code"],
+        "GRAPHQL_VALIDATION_FAILED"
+    );
 }
 
 #[tokio::test]

@@ -9,9 +9,14 @@ const NESTED: &str = "query($first: Int) { articles(first: $first) { edges { nod
 /// SQL statements sent while answering the nested query for `first` articles as `token`'s user.
 async fn statements_for(app: &TestApp, token: &str, first: usize) -> u64 {
     let before = app.statements.get();
-    let response = app.gql_as(Some(token), NESTED, json!({ "first": first })).await;
+    let response = app
+        .gql_as(Some(token), NESTED, json!({ "first": first }))
+        .await;
     let after = app.statements.get();
-    let edges = data(&response)["articles"]["edges"].as_array().expect("edges").len();
+    let edges = data(&response)["articles"]["edges"]
+        .as_array()
+        .expect("edges")
+        .len();
     assert_eq!(edges, first);
     after - before
 }
@@ -23,14 +28,20 @@ async fn a_nested_query_costs_the_same_statements_for_5_and_50_articles() {
     let reader = app.register("reader").await;
     for n in 0..50 {
         let token = &writers[n % 2];
-        let slug = app.create_article(token, &format!("Article {n}"), &["tag-a", "tag-b"]).await;
+        let slug = app
+            .create_article(token, &format!("Article {n}"), &["tag-a", "tag-b"])
+            .await;
         if n % 3 == 0 {
-            app.add_comment(&writers[(n + 1) % 2], &slug, "a comment").await;
+            app.add_comment(&writers[(n + 1) % 2], &slug, "a comment")
+                .await;
             app.add_comment(&reader, &slug, "another comment").await;
         }
     }
     let five = statements_for(&app, &reader, 5).await;
     let fifty = statements_for(&app, &reader, 50).await;
-    assert_eq!(five, fifty, "statements must not grow with the number of rows");
+    assert_eq!(
+        five, fifty,
+        "statements must not grow with the number of rows"
+    );
     assert!(fifty <= 8, "{fifty} statements for a query of depth 3");
 }

@@ -23,23 +23,41 @@ async fn node_resolves_users_articles_and_comments() {
     let article_id = data(&ids)["article"]["id"].clone();
 
     let user = app.gql(NODE, json!({ "id": user_id })).await;
-    assert_eq!(data(&user)["node"], json!({ "__typename": "User", "id": user_id, "username": "alice" }));
+    assert_eq!(
+        data(&user)["node"],
+        json!({ "__typename": "User", "id": user_id, "username": "alice" })
+    );
     let article = app.gql(NODE, json!({ "id": article_id })).await;
-    assert_eq!(data(&article)["node"], json!({ "__typename": "Article", "id": article_id, "slug": slug }));
+    assert_eq!(
+        data(&article)["node"],
+        json!({ "__typename": "Article", "id": article_id, "slug": slug })
+    );
     let comment = app.gql(NODE, json!({ "id": comment_id })).await;
-    assert_eq!(data(&comment)["node"], json!({ "__typename": "Comment", "id": comment_id, "body": "a comment" }));
+    assert_eq!(
+        data(&comment)["node"],
+        json!({ "__typename": "Comment", "id": comment_id, "body": "a comment" })
+    );
 }
 
 #[tokio::test]
 async fn node_is_null_for_unknown_or_foreign_ids() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
-    let user_id = data(&app.gql_as(Some(&token), "{ viewer { id } }", json!({})).await)["viewer"]["id"]
+    let user_id = data(
+        &app.gql_as(Some(&token), "{ viewer { id } }", json!({}))
+            .await,
+    )["viewer"]["id"]
         .as_str()
         .expect("id")
         .to_owned();
-    let unknown_article = conduit::graphql::GlobalId::encode(conduit::graphql::NodeKind::Article, 999_999);
-    for id in [json!("garbage"), json!(""), json!(unknown_article.to_string()), json!(format!("{user_id}x"))] {
+    let unknown_article =
+        conduit::graphql::GlobalId::encode(conduit::graphql::NodeKind::Article, 999_999);
+    for id in [
+        json!("garbage"),
+        json!(""),
+        json!(unknown_article.to_string()),
+        json!(format!("{user_id}x")),
+    ] {
         let response = app.gql(NODE, json!({ "id": id })).await;
         assert!(data(&response)["node"].is_null(), "{id}");
     }

@@ -5,7 +5,8 @@ use serde_json::json;
 use crate::helpers::{PASSWORD, data, error_code, spawn_app};
 
 const REGISTER: &str = "mutation($input: RegisterInput!) { register(input: $input) { token user { id username email bio image } } }";
-const LOGIN: &str = "mutation($input: LoginInput!) { login(input: $input) { token user { username email } } }";
+const LOGIN: &str =
+    "mutation($input: LoginInput!) { login(input: $input) { token user { username email } } }";
 const VIEWER: &str = "{ viewer { username email bio image following followersCount } }";
 const UPDATE: &str = "mutation($input: UpdateViewerInput!) { updateViewer(input: $input) { token user { username email bio image } } }";
 const FOLLOW: &str = "mutation($username: String!) { followUser(username: $username) { user { username following followersCount } } }";
@@ -18,7 +19,9 @@ fn registration(username: &str, email: &str, password: &str) -> serde_json::Valu
 #[tokio::test]
 async fn register_returns_a_token_and_the_user_who_sees_their_email() {
     let app = spawn_app().await;
-    let response = app.gql(REGISTER, registration("jake", "jake@jake.jake", PASSWORD)).await;
+    let response = app
+        .gql(REGISTER, registration("jake", "jake@jake.jake", PASSWORD))
+        .await;
     let payload = &data(&response)["register"];
     assert_eq!(payload["user"]["username"], "jake");
     assert!(payload["user"]["bio"].is_null());
@@ -32,7 +35,9 @@ async fn register_returns_a_token_and_the_user_who_sees_their_email() {
 #[tokio::test]
 async fn register_rejects_invalid_fields_and_creates_nothing() {
     let app = spawn_app().await;
-    let response = app.gql(REGISTER, registration("  ", "not-an-email", "short")).await;
+    let response = app
+        .gql(REGISTER, registration("  ", "not-an-email", "short"))
+        .await;
     assert_eq!(error_code(&response), "BAD_USER_INPUT");
     let fields = &response["errors"][0]["extensions"]["fields"];
     assert!(fields["username"].is_string(), "{fields}");
@@ -40,7 +45,10 @@ async fn register_rejects_invalid_fields_and_creates_nothing() {
     assert!(fields["password"].is_string(), "{fields}");
 
     let login = app
-        .gql(LOGIN, json!({ "input": { "email": "not-an-email", "password": "short" } }))
+        .gql(
+            LOGIN,
+            json!({ "input": { "email": "not-an-email", "password": "short" } }),
+        )
         .await;
     assert_eq!(error_code(&login), "UNAUTHENTICATED");
 }
@@ -58,12 +66,24 @@ async fn register_enforces_password_length_bounds() {
     .enumerate()
     {
         let response = app
-            .gql(REGISTER, registration(&format!("user{n}"), &format!("user{n}@example.com"), &password))
+            .gql(
+                REGISTER,
+                registration(
+                    &format!("user{n}"),
+                    &format!("user{n}@example.com"),
+                    &password,
+                ),
+            )
             .await;
         if ok {
             data(&response);
         } else {
-            assert_eq!(error_code(&response), "BAD_USER_INPUT", "length {}", password.len());
+            assert_eq!(
+                error_code(&response),
+                "BAD_USER_INPUT",
+                "length {}",
+                password.len()
+            );
             assert!(response["errors"][0]["extensions"]["fields"]["password"].is_string());
         }
     }
@@ -73,7 +93,12 @@ async fn register_enforces_password_length_bounds() {
 async fn register_rejects_a_duplicate_username_in_any_case() {
     let app = spawn_app().await;
     app.register("alice").await;
-    let response = app.gql(REGISTER, registration("ALICE", "other@example.com", PASSWORD)).await;
+    let response = app
+        .gql(
+            REGISTER,
+            registration("ALICE", "other@example.com", PASSWORD),
+        )
+        .await;
     assert_eq!(error_code(&response), "CONFLICT");
     assert!(response["errors"][0]["extensions"]["fields"]["username"].is_string());
     assert!(response["data"].is_null());
@@ -83,7 +108,9 @@ async fn register_rejects_a_duplicate_username_in_any_case() {
 async fn register_rejects_a_duplicate_email_in_any_case() {
     let app = spawn_app().await;
     app.register("alice").await;
-    let response = app.gql(REGISTER, registration("bob", "Alice@Example.COM", PASSWORD)).await;
+    let response = app
+        .gql(REGISTER, registration("bob", "Alice@Example.COM", PASSWORD))
+        .await;
     assert_eq!(error_code(&response), "CONFLICT");
     assert!(response["errors"][0]["extensions"]["fields"]["email"].is_string());
 }
@@ -93,7 +120,10 @@ async fn login_accepts_the_email_in_any_case() {
     let app = spawn_app().await;
     app.register("alice").await;
     let response = app
-        .gql(LOGIN, json!({ "input": { "email": "ALICE@example.com", "password": PASSWORD } }))
+        .gql(
+            LOGIN,
+            json!({ "input": { "email": "ALICE@example.com", "password": PASSWORD } }),
+        )
         .await;
     let login = &data(&response)["login"];
     assert_eq!(login["user"]["username"], "alice");
@@ -106,24 +136,41 @@ async fn login_answers_a_wrong_password_and_an_unknown_email_alike() {
     let app = spawn_app().await;
     app.register("alice").await;
     let wrong_password = app
-        .gql(LOGIN, json!({ "input": { "email": "alice@example.com", "password": "wrong-password" } }))
+        .gql(
+            LOGIN,
+            json!({ "input": { "email": "alice@example.com", "password": "wrong-password" } }),
+        )
         .await;
     let unknown_email = app
-        .gql(LOGIN, json!({ "input": { "email": "nobody@example.com", "password": PASSWORD } }))
+        .gql(
+            LOGIN,
+            json!({ "input": { "email": "nobody@example.com", "password": PASSWORD } }),
+        )
         .await;
     assert_eq!(error_code(&wrong_password), "UNAUTHENTICATED");
     assert_eq!(error_code(&unknown_email), "UNAUTHENTICATED");
-    assert_eq!(wrong_password["errors"][0]["message"], unknown_email["errors"][0]["message"]);
+    assert_eq!(
+        wrong_password["errors"][0]["message"],
+        unknown_email["errors"][0]["message"]
+    );
 }
 
 #[tokio::test]
 async fn a_present_but_invalid_token_is_unauthenticated_never_anonymous() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
-    let forged = conduit::auth::Tokens::new(b"another-secret-that-is-long-enough-000000", std::time::Duration::from_secs(60))
-        .issue(1)
-        .expect("token");
-    for header in ["Bearer not-a-token", "Bearer ", "Basic abc", &format!("Bearer {forged}")] {
+    let forged = conduit::auth::Tokens::new(
+        b"another-secret-that-is-long-enough-000000",
+        std::time::Duration::from_secs(60),
+    )
+    .issue(1)
+    .expect("token");
+    for header in [
+        "Bearer not-a-token",
+        "Bearer ",
+        "Basic abc",
+        &format!("Bearer {forged}"),
+    ] {
         let response = app
             .client
             .post(app.url("/graphql"))
@@ -135,7 +182,11 @@ async fn a_present_but_invalid_token_is_unauthenticated_never_anonymous() {
             .json::<serde_json::Value>()
             .await
             .expect("json");
-        assert_eq!(error_code(&response), "UNAUTHENTICATED", "header {header:?}: {response}");
+        assert_eq!(
+            error_code(&response),
+            "UNAUTHENTICATED",
+            "header {header:?}: {response}"
+        );
     }
     let with_token_prefix = app
         .client
@@ -155,9 +206,12 @@ async fn a_present_but_invalid_token_is_unauthenticated_never_anonymous() {
 async fn an_expired_token_is_unauthenticated() {
     let app = spawn_app().await;
     app.register("alice").await;
-    let expired = conduit::auth::Tokens::new(crate::helpers::JWT_SECRET.as_bytes(), std::time::Duration::from_secs(0))
-        .issue(1)
-        .expect("token");
+    let expired = conduit::auth::Tokens::new(
+        crate::helpers::JWT_SECRET.as_bytes(),
+        std::time::Duration::from_secs(0),
+    )
+    .issue(1)
+    .expect("token");
     // Tokens get a few seconds of leeway for clock skew.
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
     let response = app.gql_as(Some(&expired), VIEWER, json!({})).await;
@@ -188,9 +242,13 @@ async fn email_is_hidden_from_everyone_but_the_user() {
 async fn user_lookup_ignores_case_and_returns_null_for_nobody() {
     let app = spawn_app().await;
     app.register("Alice").await;
-    let found = app.gql(r#"{ user(username: "aLiCe") { username } }"#, json!({})).await;
+    let found = app
+        .gql(r#"{ user(username: "aLiCe") { username } }"#, json!({}))
+        .await;
     assert_eq!(data(&found)["user"]["username"], "Alice");
-    let missing = app.gql(r#"{ user(username: "nobody") { username } }"#, json!({})).await;
+    let missing = app
+        .gql(r#"{ user(username: "nobody") { username } }"#, json!({}))
+        .await;
     assert!(data(&missing)["user"].is_null());
 }
 
@@ -199,7 +257,11 @@ async fn update_viewer_changes_what_is_given_and_empty_strings_clear() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
     let response = app
-        .gql_as(Some(&token), UPDATE, json!({ "input": { "bio": "I like tests", "image": "https://example.com/a.png" } }))
+        .gql_as(
+            Some(&token),
+            UPDATE,
+            json!({ "input": { "bio": "I like tests", "image": "https://example.com/a.png" } }),
+        )
         .await;
     let user = &data(&response)["updateViewer"]["user"];
     assert_eq!(user["bio"], "I like tests");
@@ -208,7 +270,11 @@ async fn update_viewer_changes_what_is_given_and_empty_strings_clear() {
     assert_eq!(user["email"], "alice@example.com");
 
     let cleared = app
-        .gql_as(Some(&token), UPDATE, json!({ "input": { "bio": "", "image": "" } }))
+        .gql_as(
+            Some(&token),
+            UPDATE,
+            json!({ "input": { "bio": "", "image": "" } }),
+        )
         .await;
     let user = &data(&cleared)["updateViewer"]["user"];
     assert!(user["bio"].is_null());
@@ -219,8 +285,14 @@ async fn update_viewer_changes_what_is_given_and_empty_strings_clear() {
 async fn update_viewer_rejects_blank_fields_and_changes_nothing() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
-    for input in [json!({ "email": "  " }), json!({ "username": "" }), json!({ "email": "nope", "bio": "new bio" })] {
-        let response = app.gql_as(Some(&token), UPDATE, json!({ "input": input })).await;
+    for input in [
+        json!({ "email": "  " }),
+        json!({ "username": "" }),
+        json!({ "email": "nope", "bio": "new bio" }),
+    ] {
+        let response = app
+            .gql_as(Some(&token), UPDATE, json!({ "input": input }))
+            .await;
         assert_eq!(error_code(&response), "BAD_USER_INPUT", "{input}");
     }
     let viewer = app.gql_as(Some(&token), VIEWER, json!({})).await;
@@ -241,13 +313,20 @@ async fn update_viewer_rejects_a_taken_username() {
     app.register("bob").await;
     let token = app.register("alice").await;
     let response = app
-        .gql_as(Some(&token), UPDATE, json!({ "input": { "username": "BOB", "bio": "changed" } }))
+        .gql_as(
+            Some(&token),
+            UPDATE,
+            json!({ "input": { "username": "BOB", "bio": "changed" } }),
+        )
         .await;
     assert_eq!(error_code(&response), "CONFLICT");
     assert!(response["errors"][0]["extensions"]["fields"]["username"].is_string());
     let viewer = app.gql_as(Some(&token), VIEWER, json!({})).await;
     assert_eq!(data(&viewer)["viewer"]["username"], "alice");
-    assert!(data(&viewer)["viewer"]["bio"].is_null(), "a failed mutation changes nothing");
+    assert!(
+        data(&viewer)["viewer"]["bio"].is_null(),
+        "a failed mutation changes nothing"
+    );
 }
 
 #[tokio::test]
@@ -255,18 +334,31 @@ async fn old_tokens_stay_valid_after_a_username_change_and_passwords_change() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
     let response = app
-        .gql_as(Some(&token), UPDATE, json!({ "input": { "username": "alice2", "password": "new-password" } }))
+        .gql_as(
+            Some(&token),
+            UPDATE,
+            json!({ "input": { "username": "alice2", "password": "new-password" } }),
+        )
         .await;
-    assert_eq!(data(&response)["updateViewer"]["user"]["username"], "alice2");
+    assert_eq!(
+        data(&response)["updateViewer"]["user"]["username"],
+        "alice2"
+    );
     let viewer = app.gql_as(Some(&token), VIEWER, json!({})).await;
     assert_eq!(data(&viewer)["viewer"]["username"], "alice2");
 
     let old = app
-        .gql(LOGIN, json!({ "input": { "email": "alice@example.com", "password": PASSWORD } }))
+        .gql(
+            LOGIN,
+            json!({ "input": { "email": "alice@example.com", "password": PASSWORD } }),
+        )
         .await;
     assert_eq!(error_code(&old), "UNAUTHENTICATED");
     let new = app
-        .gql(LOGIN, json!({ "input": { "email": "alice@example.com", "password": "new-password" } }))
+        .gql(
+            LOGIN,
+            json!({ "input": { "email": "alice@example.com", "password": "new-password" } }),
+        )
         .await;
     assert_eq!(data(&new)["login"]["user"]["username"], "alice2");
 }
@@ -277,20 +369,30 @@ async fn follow_and_unfollow_are_idempotent() {
     app.register("celeb").await;
     let fan = app.register("fan").await;
     for _ in 0..2 {
-        let response = app.gql_as(Some(&fan), FOLLOW, json!({ "username": "celeb" })).await;
+        let response = app
+            .gql_as(Some(&fan), FOLLOW, json!({ "username": "celeb" }))
+            .await;
         let user = &data(&response)["followUser"]["user"];
         assert_eq!(user["following"], true);
         assert_eq!(user["followersCount"], 1);
     }
     let profile = app
-        .gql_as(Some(&fan), r#"{ user(username: "celeb") { following followersCount } }"#, json!({}))
+        .gql_as(
+            Some(&fan),
+            r#"{ user(username: "celeb") { following followersCount } }"#,
+            json!({}),
+        )
         .await;
     assert_eq!(data(&profile)["user"]["following"], true);
-    let anonymous = app.gql(r#"{ user(username: "celeb") { following } }"#, json!({})).await;
+    let anonymous = app
+        .gql(r#"{ user(username: "celeb") { following } }"#, json!({}))
+        .await;
     assert_eq!(data(&anonymous)["user"]["following"], false);
 
     for _ in 0..2 {
-        let response = app.gql_as(Some(&fan), UNFOLLOW, json!({ "username": "celeb" })).await;
+        let response = app
+            .gql_as(Some(&fan), UNFOLLOW, json!({ "username": "celeb" }))
+            .await;
         let user = &data(&response)["unfollowUser"]["user"];
         assert_eq!(user["following"], false);
         assert_eq!(user["followersCount"], 0);
@@ -301,11 +403,17 @@ async fn follow_and_unfollow_are_idempotent() {
 async fn following_rejects_yourself_unknown_users_and_anonymous_callers() {
     let app = spawn_app().await;
     let alice = app.register("alice").await;
-    let myself = app.gql_as(Some(&alice), FOLLOW, json!({ "username": "ALICE" })).await;
+    let myself = app
+        .gql_as(Some(&alice), FOLLOW, json!({ "username": "ALICE" }))
+        .await;
     assert_eq!(error_code(&myself), "BAD_USER_INPUT");
-    let unknown = app.gql_as(Some(&alice), FOLLOW, json!({ "username": "nobody" })).await;
+    let unknown = app
+        .gql_as(Some(&alice), FOLLOW, json!({ "username": "nobody" }))
+        .await;
     assert_eq!(error_code(&unknown), "NOT_FOUND");
-    let unknown_unfollow = app.gql_as(Some(&alice), UNFOLLOW, json!({ "username": "nobody" })).await;
+    let unknown_unfollow = app
+        .gql_as(Some(&alice), UNFOLLOW, json!({ "username": "nobody" }))
+        .await;
     assert_eq!(error_code(&unknown_unfollow), "NOT_FOUND");
     let anonymous = app.gql(FOLLOW, json!({ "username": "alice" })).await;
     assert_eq!(error_code(&anonymous), "UNAUTHENTICATED");
