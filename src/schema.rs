@@ -11,6 +11,7 @@ use crate::articles::{mutation::ArticlesMutation, query::ArticlesQuery};
 use crate::auth::{Passwords, Tokens, Viewer};
 use crate::comments::loaders::{CommentById, CommentCount, CommentPages};
 use crate::comments::mutation::CommentsMutation;
+use crate::graphql::logging::OperationName;
 use crate::node::NodeQuery;
 use crate::tags::{loaders::TagsOfArticle, query::TagsQuery};
 use crate::users::loaders::{FollowedByViewer, FollowerCount, UserById};
@@ -33,6 +34,7 @@ pub fn build(db: DatabaseConnection, passwords: Passwords, tokens: Tokens) -> Ap
         .data(db)
         .data(passwords)
         .data(tokens)
+        .extension(OperationName)
         .finish()
 }
 

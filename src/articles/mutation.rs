@@ -20,7 +20,7 @@ impl ArticlesMutation {
     async fn create_article(
         &self,
         ctx: &Context<'_>,
-        input: CreateArticleInput,
+        #[graphql(desc = "The new article.")] input: CreateArticleInput,
     ) -> FieldResult<CreateArticlePayload> {
         let viewer = ctx.viewer().require()?;
         let new = NewArticle {
@@ -41,7 +41,7 @@ impl ArticlesMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The slug of the article to change.")] slug: String,
-        input: UpdateArticleInput,
+        #[graphql(desc = "The changes to make.")] input: UpdateArticleInput,
     ) -> FieldResult<UpdateArticlePayload> {
         let viewer = ctx.viewer().require()?;
         let changes = ArticleChanges {

@@ -168,9 +168,11 @@ pub async fn update(
     let current = own_article(&txn, viewer_id, slug).await?;
     let id = current.id;
     let old_title = current.title.clone();
+    let old_slug = current.slug.clone();
     let mut article: article::ActiveModel = current.into();
     if let Some(title) = changes.title {
-        if title != old_title {
+        // The slug follows the title, unless the title still makes the current slug.
+        if title != old_title && slug::slugify(&title) != old_slug {
             article.slug = Set(free_slug(&txn, &title).await?);
         }
         article.title = Set(title);

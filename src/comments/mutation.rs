@@ -18,7 +18,7 @@ impl CommentsMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The slug of the article to comment on.")] slug: String,
-        input: AddCommentInput,
+        #[graphql(desc = "The new comment.")] input: AddCommentInput,
     ) -> FieldResult<AddCommentPayload> {
         let viewer = ctx.viewer().require()?;
         let comment = service::add(ctx.db(), viewer, &slug, input.body).await?;

@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod context;
 pub mod id;
+pub mod logging;
 pub mod scalars;
 
 pub use connection::{PageInfo, TotalCount};

@@ -27,7 +27,7 @@ impl UsersMutation {
     async fn register(
         &self,
         ctx: &Context<'_>,
-        input: RegisterInput,
+        #[graphql(desc = "The new account.")] input: RegisterInput,
     ) -> FieldResult<RegisterPayload> {
         let registration = Registration {
             username: input.username,
@@ -42,7 +42,11 @@ impl UsersMutation {
     }
 
     /// Signs in with email and password. UNAUTHENTICATED when they do not match an account.
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> FieldResult<LoginPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The credentials.")] input: LoginInput,
+    ) -> FieldResult<LoginPayload> {
         let user = service::login(ctx.db(), ctx.passwords(), &input.email, input.password).await?;
         Ok(LoginPayload {
             token: issue_token(ctx, user.id)?,
@@ -54,7 +58,7 @@ impl UsersMutation {
     async fn update_viewer(
         &self,
         ctx: &Context<'_>,
-        input: UpdateViewerInput,
+        #[graphql(desc = "The changes to make.")] input: UpdateViewerInput,
     ) -> FieldResult<UpdateViewerPayload> {
         let user_id = ctx.viewer().require()?;
         let changes = AccountChanges {

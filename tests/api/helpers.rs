@@ -54,6 +54,7 @@ impl Drop for TestDb {
 /// A running application and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub database_url: String,
     pub client: reqwest::Client,
     pub statements: StatementCounter,
     shutdown: Option<oneshot::Sender<()>>,
@@ -97,7 +98,7 @@ async fn test_database() -> (String, TestDb) {
 /// Starts the real app on 127.0.0.1:0 with a fresh database.
 pub async fn spawn_app() -> TestApp {
     let (url, db) = test_database().await;
-    let mut config = Config::with_database(url);
+    let mut config = Config::with_database(url.clone());
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.jwt_secret = Some(JWT_SECRET.to_owned());
     config.db_max_connections = 5;
@@ -110,6 +111,7 @@ pub async fn spawn_app() -> TestApp {
     }));
     TestApp {
         addr,
+        database_url: url,
         client: reqwest::Client::new(),
         statements,
         shutdown: Some(shutdown),

@@ -102,3 +102,92 @@ async fn the_committed_schema_is_the_served_schema() {
     assert!(printed.status.success());
     assert_eq!(String::from_utf8_lossy(&printed.stdout), committed);
 }
+
+#[tokio::test]
+async fn every_type_field_and_argument_is_described() {
+    let app = spawn_app().await;
+    let query = "{ __schema { types { name description fields { name description args { name description } } inputFields { name description } enumValues { name description } } } }";
+    let response = app.gql(query, json!({})).await;
+    let mut missing = Vec::new();
+    for ty in data(&response)["__schema"]["types"]
+        .as_array()
+        .expect("types")
+    {
+        let name = ty["name"].as_str().expect("name");
+        // Introspection types and the spec's built-in scalars are described by the GraphQL spec.
+        if name.starts_with("__") || ["ID", "String", "Int", "Float", "Boolean"].contains(&name) {
+            continue;
+        }
+        let described = |item: &Value| {
+            item["description"]
+                .as_str()
+                .is_some_and(|text| !text.trim().is_empty())
+        };
+        if !described(ty) {
+            missing.push(name.to_owned());
+        }
+        for list in ["fields", "inputFields", "enumValues"] {
+            for item in ty[list].as_array().into_iter().flatten() {
+                let item_name = format!("{name}.{}", item["name"].as_str().expect("name"));
+                if !described(item) {
+                    missing.push(item_name.clone());
+                }
+                for arg in item["args"].as_array().into_iter().flatten() {
+                    if !described(arg) {
+                        missing.push(format!(
+                            "{item_name}({})",
+                            arg["name"].as_str().expect("name")
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undescribed: {missing:?}");
+}
+
+#[tokio::test]
+async fn a_database_failure_reaches_the_client_as_an_opaque_internal_error() {
+    use sea_orm::{ConnectionTrait, Database};
+
+    let app = spawn_app().await;
+    let token = app.register("author").await;
+    let slug = app.create_article(&token, "Broken", &[]).await;
+    let db = Database::connect(&app.database_url).await.expect("connect");
+    db.execute_unprepared("DROP TABLE comments")
+        .await
+        .expect("drop a table");
+
+    let response = app
+        .gql(
+            "query($slug: String!) { article(slug: $slug) { title comments { totalCount } } }",
+            json!({ "slug": slug }),
+        )
+        .await;
+    let error = &response["errors"][0];
+    assert_eq!(error["extensions"]["code"], "INTERNAL_SERVER_ERROR");
+    assert!(
+        error["extensions"]["requestId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(error["message"], "Internal server error");
+    let text = response.to_string().to_lowercase();
+    for leak in [
+        "comments\\\"",
+        "select",
+        "sqlx",
+        "no such table",
+        "relation",
+        "database",
+    ] {
+        assert!(!text.contains(leak), "{leak:?} leaked: {response}");
+    }
+    let health = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(health.status(), 200, "the server keeps serving");
+}
