@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
@@ -79,10 +79,10 @@ impl Passwords {
     }
 }
 
+/// Hashes with a fresh random salt.
 fn hash_blocking(password: &str) -> AppResult<String> {
-    let salt = SaltString::generate(&mut OsRng);
     argon2()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
         .map_err(|err| AppError::internal(HashingError(err.to_string())))
 }

@@ -91,6 +91,11 @@ pub async fn login(
     email: &str,
     password: String,
 ) -> AppResult<user::Model> {
+    let mut errors = FieldErrors::new();
+    validate::required(&mut errors, "email", email, validate::MAX_EMAIL);
+    validate::required(&mut errors, "password", &password, validate::MAX_PASSWORD);
+    validate::finish(errors)?;
+
     let found = user::Entity::find()
         .filter(email_matches(email))
         .one(db)
