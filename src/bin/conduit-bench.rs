@@ -86,7 +86,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db = app.state().db.clone();
     let statements = app.state().statements.clone();
 
-    let backend = if database_url.starts_with("sqlite") { "SQLite" } else { "PostgreSQL" };
+    let backend = if database_url.starts_with("sqlite") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
     println!(
         "seeding {backend}: {} users, {} articles, {} comments, {} tags (3 per article), {} favorites",
         args.users, args.articles, args.comments, args.tags, args.favorites
@@ -99,7 +103,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let url = format!("http://{addr}/graphql");
 
     println!(
@@ -112,8 +118,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             send(&client, &url, scenario.query).await?;
         }
         let statements_before = statements.get();
-        let report = measure(&client, &url, scenario.query, args.concurrency, args.seconds).await?;
-        let per_request = (statements.get() - statements_before) as f64 / report.requests.max(1) as f64;
+        let report = measure(
+            &client,
+            &url,
+            scenario.query,
+            args.concurrency,
+            args.seconds,
+        )
+        .await?;
+        let per_request =
+            (statements.get() - statements_before) as f64 / report.requests.max(1) as f64;
         println!("{}", scenario.name);
         println!(
             "  {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   {} requests, {:.1} SQL statements each",
@@ -173,7 +187,11 @@ impl Report {
     }
 }
 
-async fn send(client: &reqwest::Client, url: &str, query: &str) -> Result<(), Box<dyn std::error::Error>> {
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    query: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let response: serde_json::Value = client
         .post(url)
         .json(&json!({ "query": query }))
@@ -205,7 +223,9 @@ async fn measure(
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                send(&client, &url, query).await.map_err(|err| err.to_string())?;
+                send(&client, &url, query)
+                    .await
+                    .map_err(|err| err.to_string())?;
                 latencies.push(sent.elapsed());
             }
             Ok::<_, String>(latencies)
@@ -319,14 +339,19 @@ async fn seed(db: &DatabaseConnection, args: &Args) -> Result<(), Box<dyn std::e
     Ok(())
 }
 
-async fn insert_chunks<A>(txn: &sea_orm::DatabaseTransaction, rows: Vec<A>) -> Result<(), sea_orm::DbErr>
+async fn insert_chunks<A>(
+    txn: &sea_orm::DatabaseTransaction,
+    rows: Vec<A>,
+) -> Result<(), sea_orm::DbErr>
 where
     A: ActiveModelTrait + Send,
 {
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<A> = rows.by_ref().take(CHUNK).collect();
-        A::Entity::insert_many(chunk).exec_without_returning(txn).await?;
+        A::Entity::insert_many(chunk)
+            .exec_without_returning(txn)
+            .await?;
     }
     Ok(())
 }

@@ -158,10 +158,15 @@ async fn login_answers_a_wrong_password_and_an_unknown_email_alike() {
 #[tokio::test]
 async fn login_rejects_blank_fields() {
     let app = spawn_app().await;
-    let response = app.gql(LOGIN, json!({ "input": { "email": " ", "password": "" } })).await;
+    let response = app
+        .gql(LOGIN, json!({ "input": { "email": " ", "password": "" } }))
+        .await;
     assert_eq!(error_code(&response), "BAD_USER_INPUT");
     let fields = &response["errors"][0]["extensions"]["fields"];
-    assert!(fields["email"].is_string() && fields["password"].is_string(), "{fields}");
+    assert!(
+        fields["email"].is_string() && fields["password"].is_string(),
+        "{fields}"
+    );
 }
 
 #[tokio::test]
