@@ -1,5 +1,7 @@
 //! Keyset pagination: cursors, validated page arguments, pages, and the SQL that fetches them.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeZone, Utc};
@@ -134,6 +136,14 @@ impl<T> Default for Page<T> {
 }
 
 impl<T> Page<T> {
+    /// A page with no items, after a cursor when `paged`.
+    pub fn empty(paged: bool) -> Self {
+        Self {
+            has_previous_page: paged,
+            ..Self::default()
+        }
+    }
+
     /// A page from up to `first + 1` rows fetched in order: the extra row only tells that more follow.
     pub fn from_rows(
         mut rows: Vec<T>,
@@ -162,6 +172,21 @@ impl<T> Page<T> {
             has_previous_page: self.has_previous_page,
         }
     }
+}
+
+/// Turns the rows fetched for many parents (up to `args.first + 1` each, in order) into one page
+/// per parent.
+pub fn pages_by_parent<T>(
+    rows: HashMap<i64, Vec<T>>,
+    args: &PageArgs,
+    cursor: impl Fn(&T) -> String,
+) -> HashMap<i64, Page<T>> {
+    rows.into_iter()
+        .map(|(parent, rows)| {
+            let page = Page::from_rows(rows, args.first, args.after.is_some(), &cursor);
+            (parent, page)
+        })
+        .collect()
 }
 
 /// Sort direction of a keyset list.

@@ -96,10 +96,9 @@ impl Loader<UserPageKey> for UserArticlePages {
         for ((list, args), user_ids) in groups {
             let mut found = service::user_pages(&self.0, list, &user_ids, args).await?;
             for user_id in user_ids {
-                let page = found.remove(&user_id).unwrap_or_else(|| Page {
-                    has_previous_page: args.after.is_some(),
-                    ..Page::default()
-                });
+                let page = found
+                    .remove(&user_id)
+                    .unwrap_or_else(|| Page::empty(args.after.is_some()));
                 pages.insert(
                     UserPageKey {
                         list,

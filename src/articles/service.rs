@@ -399,15 +399,7 @@ pub async fn user_pages(
             .or_default()
             .push(article::Model::from_query_result(&row, "")?);
     }
-    Ok(rows
-        .into_iter()
-        .map(|(owner, rows)| {
-            (
-                owner,
-                Page::from_rows(rows, args.first, args.after.is_some(), cursor_of),
-            )
-        })
-        .collect())
+    Ok(pagination::pages_by_parent(rows, args, cursor_of))
 }
 
 /// How many articles each of `user_ids` has in `list` (absent: none).

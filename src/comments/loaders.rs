@@ -54,10 +54,9 @@ impl Loader<CommentPageKey> for CommentPages {
         for (args, article_ids) in groups {
             let mut found = service::pages_by_article(&self.0, &article_ids, args).await?;
             for article_id in article_ids {
-                let page = found.remove(&article_id).unwrap_or_else(|| Page {
-                    has_previous_page: args.after.is_some(),
-                    ..Page::default()
-                });
+                let page = found
+                    .remove(&article_id)
+                    .unwrap_or_else(|| Page::empty(args.after.is_some()));
                 let key = CommentPageKey {
                     article_id,
                     args: args.clone(),

@@ -105,15 +105,7 @@ pub async fn pages_by_article(
         let comment = comment::Model::from_query_result(&row, "")?;
         rows.entry(comment.article_id).or_default().push(comment);
     }
-    Ok(rows
-        .into_iter()
-        .map(|(article_id, rows)| {
-            (
-                article_id,
-                Page::from_rows(rows, args.first, args.after.is_some(), cursor_of),
-            )
-        })
-        .collect())
+    Ok(pagination::pages_by_parent(rows, args, cursor_of))
 }
 
 /// How many comments each article has (absent: none).
