@@ -78,7 +78,7 @@ impl App {
         .await?;
         db::migrate(&db).await?;
         let secret = match &config.jwt_secret {
-            Some(secret) => secret.as_bytes().to_vec(),
+            Some(secret) => secret.expose().as_bytes().to_vec(),
             None => {
                 tracing::warn!(
                     "CONDUIT_JWT_SECRET is not set: using a random secret, so tokens stop working at the next start"

@@ -67,7 +67,7 @@ pub struct Config {
 
     /// Secret that signs tokens (at least 32 bytes). Default: random per start, with a warning.
     #[arg(long, env = "CONDUIT_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
 
     /// How long a token stays valid, in hours.
     #[arg(long, env = "CONDUIT_TOKEN_TTL_HOURS", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=87_600))]
@@ -93,6 +93,37 @@ pub struct Config {
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "CONDUIT_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
+}
+
+/// A secret setting: its `Debug` output never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
 }
 
 /// A setting that cannot be used.
@@ -128,7 +159,7 @@ impl Config {
             None if self.environment == Environment::Production => {
                 return Err(ConfigError::MissingJwtSecret);
             }
-            Some(secret) if secret.len() < 32 => return Err(ConfigError::WeakJwtSecret),
+            Some(secret) if secret.expose().len() < 32 => return Err(ConfigError::WeakJwtSecret),
             _ => {}
         }
         let url = self.database_url.as_str();
@@ -152,5 +183,56 @@ impl Config {
             || std::thread::available_parallelism().map_or(2, |n| n.get()),
             |n| n as usize,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        let mut argv = vec!["conduit"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).config
+    }
+
+    #[test]
+    fn production_needs_a_strong_secret() {
+        let missing = config(&["--env", "production", "--database-url", "sqlite://x.db"]);
+        assert!(matches!(
+            missing.validate(),
+            Err(ConfigError::MissingJwtSecret)
+        ));
+        let weak = config(&[
+            "--env",
+            "production",
+            "--jwt-secret",
+            "short",
+            "--database-url",
+            "sqlite://x.db",
+        ]);
+        assert!(matches!(weak.validate(), Err(ConfigError::WeakJwtSecret)));
+        let strong = config(&[
+            "--env",
+            "production",
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef",
+            "--database-url",
+            "postgres://db/conduit",
+        ]);
+        assert!(strong.validate().is_ok());
+        assert!(
+            !format!("{strong:?}").contains("0123456789abcdef"),
+            "secrets stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn only_postgres_and_sqlite_urls_are_accepted() {
+        let mysql = config(&["--database-url", "mysql://db/conduit"]);
+        assert!(matches!(
+            mysql.validate(),
+            Err(ConfigError::UnsupportedDatabase)
+        ));
     }
 }

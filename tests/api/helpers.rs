@@ -100,7 +100,7 @@ pub async fn spawn_app() -> TestApp {
     let (url, db) = test_database().await;
     let mut config = Config::with_database(url.clone());
     config.listen = "127.0.0.1:0".parse().expect("address");
-    config.jwt_secret = Some(JWT_SECRET.to_owned());
+    config.jwt_secret = Some(JWT_SECRET.into());
     config.db_max_connections = 5;
     let app = App::build(&config).await.expect("the app starts");
     let addr = app.local_addr().expect("bound address");
