@@ -272,8 +272,10 @@ pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Ve
 fn filtered(filter: &ArticleFilter) -> Select<article::Entity> {
     let mut select = article::Entity::find();
     if let Some(tag) = &filter.tag {
-        select =
-            select.filter(article::Column::Id.in_subquery(tags::service::articles_tagged(tag)));
+        select = select.filter(tags::service::is_tagged(
+            (article::Entity, article::Column::Id),
+            tag,
+        ));
     }
     if let Some(author) = &filter.author {
         select =

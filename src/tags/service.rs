@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use entity::{article_tag, tag};
-use sea_orm::sea_query::{Expr, OnConflict, Order, SelectStatement};
+use sea_orm::sea_query::{Expr, IntoColumnRef, OnConflict, Order, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, FromQueryResult, JoinType, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, RelationTrait, Set,
@@ -110,15 +110,23 @@ pub async fn names_by_article(
     Ok(names)
 }
 
-/// The ids of the articles tagged `name`, as a subquery for the article filters.
-pub fn articles_tagged(name: &str) -> SelectStatement {
-    article_tag::Entity::find()
+/// True for the rows whose `article_id` column is an article tagged `name`: an `EXISTS` condition
+/// for the article filters (it lets a newest-first page stop after `first` matches).
+pub fn is_tagged(article_id: impl IntoColumnRef, name: &str) -> Expr {
+    let links = article_tag::Entity::find()
         .select_only()
         .column(article_tag::Column::ArticleId)
         .join(JoinType::InnerJoin, article_tag::Relation::Tag.def())
         .filter(tag::Column::Name.eq(name))
-        .into_query()
+        .filter(Expr::col((article_tag::Entity, article_tag::Column::ArticleId)).equals(article_id))
+        .into_query();
+    Expr::exists(links)
 }
+
+/// Alias of the per-tag counts subquery in [`most_used`].
+const COUNTS: &str = "tag_counts";
+/// Name of the usage column in [`most_used`]; also the field of [`TagUsage`].
+const USAGE: &str = "article_count";
 
 /// A tag with the number of articles that carry it.
 #[derive(Debug, Clone, FromQueryResult)]
@@ -166,26 +174,37 @@ pub async fn most_used(
     db: &impl ConnectionTrait,
     args: &PageArgs<TagCursor>,
 ) -> AppResult<Page<TagUsage>> {
-    let usage = Expr::col((article_tag::Entity, article_tag::Column::ArticleId)).count();
-    let name = Expr::col((tag::Entity, tag::Column::Name));
-    let mut select = article_tag::Entity::find()
+    // Count per tag id over the covering index first, then look the names up.
+    let counts = article_tag::Entity::find()
         .select_only()
-        .column(tag::Column::Name)
-        .column_as(usage.clone(), "article_count")
-        .join(JoinType::InnerJoin, article_tag::Relation::Tag.def())
-        .group_by(tag::Column::Id)
-        .group_by(tag::Column::Name)
-        .order_by(usage.clone(), Order::Desc)
-        .order_by(name.clone(), Order::Asc)
+        .column(article_tag::Column::TagId)
+        .column_as(article_tag::Column::ArticleId.count(), USAGE)
+        .group_by(article_tag::Column::TagId)
+        .into_query();
+    let usage = Expr::col((COUNTS, USAGE));
+    let name = Expr::col((tag::Entity, tag::Column::Name));
+    let mut query = Query::select();
+    query
+        .column((tag::Entity, tag::Column::Name))
+        .expr_as(usage.clone(), USAGE)
+        .from_subquery(counts, COUNTS)
+        .inner_join(
+            tag::Entity,
+            Expr::col((tag::Entity, tag::Column::Id)).equals((COUNTS, article_tag::Column::TagId)),
+        )
+        .order_by_expr(usage.clone(), Order::Desc)
+        .order_by_expr(name.clone(), Order::Asc)
         .limit(args.first + 1);
     if let Some(after) = &args.after {
-        select = select.having(
+        query.and_where(
             usage.clone().lt(after.article_count).or(usage
                 .eq(after.article_count)
                 .and(name.gt(after.name.clone()))),
         );
     }
-    let rows = select.into_model::<TagUsage>().all(db).await?;
+    let rows = TagUsage::find_by_statement(db.get_database_backend().build(&query))
+        .all(db)
+        .await?;
     Ok(Page::from_rows(
         rows,
         args.first,
