@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use entity::{article_tag, tag};
-use sea_orm::sea_query::{Expr, IntoColumnRef, OnConflict, Order, Query};
+use sea_orm::sea_query::{Asterisk, Expr, IntoColumnRef, OnConflict, Order, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, ExprTrait, FromQueryResult, JoinType, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, RelationTrait, Set,
@@ -178,7 +178,7 @@ pub async fn most_used(
     let counts = article_tag::Entity::find()
         .select_only()
         .column(article_tag::Column::TagId)
-        .column_as(article_tag::Column::ArticleId.count(), USAGE)
+        .column_as(Expr::col(Asterisk).count(), USAGE)
         .group_by(article_tag::Column::TagId)
         .into_query();
     let usage = Expr::col((COUNTS, USAGE));
