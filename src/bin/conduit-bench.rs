@@ -11,7 +11,9 @@ use conduit::app::App;
 use conduit::auth::Passwords;
 use conduit::config::Config;
 use entity::{article, article_tag, comment, favorite, follow, tag, user};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Set, TransactionTrait,
+};
 use serde_json::json;
 
 /// Measures Conduit's throughput and latency on a seeded dataset.
@@ -336,6 +338,12 @@ async fn seed(db: &DatabaseConnection, args: &Args) -> Result<(), Box<dyn std::e
     insert_chunks(&txn, follows).await?;
 
     txn.commit().await?;
+    // Fresh statistics and visibility maps, as a long-running database would have them.
+    let maintenance = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "VACUUM ANALYZE",
+        _ => "ANALYZE",
+    };
+    db.execute_unprepared(maintenance).await?;
     Ok(())
 }
 
