@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, data, error_code, spawn_app};
+use crate::helpers::{PASSWORD, data, error_code, names_field, spawn_app};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_simultaneous_registrations_of_one_username_let_exactly_one_win() {
@@ -24,7 +24,7 @@ async fn ten_simultaneous_registrations_of_one_username_let_exactly_one_win() {
         .filter(|response| response.get("errors").is_some())
     {
         assert_eq!(error_code(response), "CONFLICT", "{response}");
-        assert!(response["errors"][0]["extensions"]["fields"]["username"].is_string());
+        assert!(names_field(&response, "username"));
     }
 }
 

@@ -143,6 +143,20 @@ impl TestApp {
         response.json().await.expect("a JSON response")
     }
 
+    /// POSTs a GraphQL operation with a raw `Authorization` header value.
+    pub async fn gql_with_authorization(&self, authorization: &str, query: &str) -> Value {
+        self.client
+            .post(self.url("/graphql"))
+            .header("Authorization", authorization)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("a JSON response")
+    }
+
     /// POSTs a GraphQL operation anonymously.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
         self.gql_as(None, query, variables).await
@@ -198,6 +212,11 @@ pub fn error_code(response: &Value) -> &str {
     response["errors"][0]["extensions"]["code"]
         .as_str()
         .unwrap_or_else(|| panic!("expected an error with a code, got {response}"))
+}
+
+/// Whether the first error names `field` in `extensions.fields`.
+pub fn names_field(response: &Value, field: &str) -> bool {
+    response["errors"][0]["extensions"]["fields"][field].is_string()
 }
 
 /// The response's data, asserting there are no errors.

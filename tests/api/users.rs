@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, data, error_code, spawn_app};
+use crate::helpers::{PASSWORD, data, error_code, names_field, spawn_app};
 
 const REGISTER: &str = "mutation($input: RegisterInput!) { register(input: $input) { token user { id username email bio image } } }";
 const LOGIN: &str =
@@ -84,7 +84,7 @@ async fn register_enforces_password_length_bounds() {
                 "length {}",
                 password.len()
             );
-            assert!(response["errors"][0]["extensions"]["fields"]["password"].is_string());
+            assert!(names_field(&response, "password"));
         }
     }
 }
@@ -100,7 +100,7 @@ async fn register_rejects_a_duplicate_username_in_any_case() {
         )
         .await;
     assert_eq!(error_code(&response), "CONFLICT");
-    assert!(response["errors"][0]["extensions"]["fields"]["username"].is_string());
+    assert!(names_field(&response, "username"));
     assert!(response["data"].is_null());
 }
 
@@ -112,7 +112,7 @@ async fn register_rejects_a_duplicate_email_in_any_case() {
         .gql(REGISTER, registration("bob", "Alice@Example.COM", PASSWORD))
         .await;
     assert_eq!(error_code(&response), "CONFLICT");
-    assert!(response["errors"][0]["extensions"]["fields"]["email"].is_string());
+    assert!(names_field(&response, "email"));
 }
 
 #[tokio::test]
@@ -186,16 +186,8 @@ async fn a_present_but_invalid_token_is_unauthenticated_never_anonymous() {
         &format!("Bearer {forged}"),
     ] {
         let response = app
-            .client
-            .post(app.url("/graphql"))
-            .header("Authorization", header)
-            .json(&json!({ "query": "{ viewer { username } }" }))
-            .send()
-            .await
-            .expect("sent")
-            .json::<serde_json::Value>()
-            .await
-            .expect("json");
+            .gql_with_authorization(header, "{ viewer { username } }")
+            .await;
         assert_eq!(
             error_code(&response),
             "UNAUTHENTICATED",
@@ -203,16 +195,8 @@ async fn a_present_but_invalid_token_is_unauthenticated_never_anonymous() {
         );
     }
     let with_token_prefix = app
-        .client
-        .post(app.url("/graphql"))
-        .header("Authorization", format!("Token {token}"))
-        .json(&json!({ "query": "{ viewer { username } }" }))
-        .send()
-        .await
-        .expect("sent")
-        .json::<serde_json::Value>()
-        .await
-        .expect("json");
+        .gql_with_authorization(&format!("Token {token}"), "{ viewer { username } }")
+        .await;
     assert_eq!(data(&with_token_prefix)["viewer"]["username"], "alice");
 }
 
@@ -348,7 +332,7 @@ async fn update_viewer_rejects_a_taken_username() {
         )
         .await;
     assert_eq!(error_code(&response), "CONFLICT");
-    assert!(response["errors"][0]["extensions"]["fields"]["username"].is_string());
+    assert!(names_field(&response, "username"));
     let viewer = app.gql_as(Some(&token), VIEWER, json!({})).await;
     assert_eq!(data(&viewer)["viewer"]["username"], "alice");
     assert!(
