@@ -24,7 +24,7 @@ async fn ten_simultaneous_registrations_of_one_username_let_exactly_one_win() {
         .filter(|response| response.get("errors").is_some())
     {
         assert_eq!(error_code(response), "CONFLICT", "{response}");
-        assert!(names_field(&response, "username"));
+        assert!(names_field(response, "username"));
     }
 }
 
