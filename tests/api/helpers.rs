@@ -143,6 +143,16 @@ impl TestApp {
         response.json().await.expect("a JSON response")
     }
 
+    /// Sends `query` with `GET /graphql?query=...`; the raw HTTP response.
+    pub async fn get_graphql(&self, query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/graphql"))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// POSTs a GraphQL operation with a raw `Authorization` header value.
     pub async fn gql_with_authorization(&self, authorization: &str, query: &str) -> Value {
         self.client

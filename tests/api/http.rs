@@ -7,24 +7,14 @@ use crate::helpers::{data, spawn_app};
 #[tokio::test]
 async fn queries_work_over_get_and_mutations_over_get_are_refused() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/graphql"))
-        .query(&[("query", "{ articles { totalCount } }")])
-        .send()
-        .await
-        .expect("sent");
+    let response = app.get_graphql("{ articles { totalCount } }").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     assert_eq!(data(&body)["articles"]["totalCount"], 0);
 
     let mutation = app
-        .client
-        .get(app.url("/graphql"))
-        .query(&[("query", "mutation { register(input: {username: \"x\", email: \"x@example.com\", password: \"password123\"}) { token } }")])
-        .send()
-        .await
-        .expect("sent");
+        .get_graphql("mutation { register(input: {username: \"x\", email: \"x@example.com\", password: \"password123\"}) { token } }")
+        .await;
     assert_eq!(mutation.status(), 405);
     let users = app
         .gql(r#"{ user(username: "x") { username } }"#, json!({}))
