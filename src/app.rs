@@ -1,37 +1,39 @@
 //! AppState, the router, the `/graphql` handler, the tower layers and graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{ErrorExtensionValues, ErrorExtensions, Pos, ServerError};
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{BoxError, Json, Router};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
-use crate::auth::{Passwords, Tokens, Viewer};
+use crate::auth::{AuthThrottle, Passwords, Tokens};
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
-use crate::error::{AppError, code};
+use crate::error::AppError;
+use crate::graphql::analysis::SchemaInfo;
+use crate::graphql::limits::Limits;
+use crate::persisted::PersistedQueries;
+use crate::rate_limit::{BucketPolicy, RateLimiter};
+use crate::redis_client::RedisClient;
 use crate::schema::{self, AppSchema};
-
-/// Largest accepted request body.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Longest time a request may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -44,6 +46,35 @@ pub struct AppState {
     pub tokens: Tokens,
     /// SQL statements sent since start-up.
     pub statements: StatementCounter,
+    /// What the static analysis knows of the schema.
+    pub schema_info: Arc<SchemaInfo>,
+    /// The static limits on one operation.
+    pub limits: Arc<Limits>,
+    /// The token buckets (cost budgets, sign-in throttling).
+    pub limiter: RateLimiter,
+    /// Each client's cost budget; `None` when rate limiting is off.
+    pub cost_bucket: Option<BucketPolicy>,
+    /// Automatic persisted queries and trusted documents.
+    pub persisted: PersistedQueries,
+    /// Limits of the HTTP layer.
+    pub http: HttpSettings,
+}
+
+/// Limits and settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most operations in one batch.
+    pub max_batch: usize,
+    /// Header of a trusted proxy that holds the client address.
+    pub client_ip_header: Option<HeaderName>,
+    /// Longest time one request may take.
+    pub request_timeout: Duration,
+    /// Most GraphQL requests in progress at once.
+    pub max_in_flight: usize,
+    /// Origins allowed by CORS (`*` for any).
+    pub cors_origins: Vec<String>,
 }
 
 /// Why the server could not start.
@@ -58,6 +89,18 @@ pub enum StartError {
     /// The password hasher cannot start.
     #[error("password hashing: {0}")]
     Hashing(#[from] AppError),
+    /// A setting is invalid.
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The Redis URL cannot be used.
+    #[error("{0}")]
+    Redis(#[from] crate::redis_client::RedisError),
+    /// The trusted documents manifest cannot be used.
+    #[error("{0}")]
+    Manifest(#[from] crate::persisted::ManifestError),
+    /// The schema's SDL does not parse (a bug).
+    #[error("schema analysis: {0}")]
+    Schema(#[from] async_graphql::parser::Error),
 }
 
 /// A started application: migrated database, bound listener, ready to serve.
@@ -69,6 +112,32 @@ pub struct App {
 impl App {
     /// Connects to the database, runs the migrations and binds the listen address.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
+        config.validate()?;
+        let redis = match &config.redis_url {
+            Some(url) => {
+                let client =
+                    RedisClient::connect(url, &config.redis_prefix, config.redis_timeout())?;
+                if client.ping().await {
+                    tracing::info!("redis connected: shared rate limits and persisted queries");
+                } else {
+                    tracing::warn!(
+                        "redis does not answer yet: state stays in this process until it does"
+                    );
+                }
+                Some(client)
+            }
+            None => None,
+        };
+        let trusted = match &config.trusted_documents {
+            Some(path) => {
+                let documents = PersistedQueries::read_manifest(path)?;
+                tracing::info!(path = %path.display(), documents = documents.len(), "trusted documents only");
+                Some(documents)
+            }
+            None => None,
+        };
+        let limiter = RateLimiter::new(redis.clone());
+        let throttle = AuthThrottle::new(limiter.clone(), config.throttle_policy());
         let statements = StatementCounter::default();
         let db = db::connect(
             &config.database_url,
@@ -88,7 +157,8 @@ impl App {
         };
         let tokens = Tokens::new(&secret, config.token_ttl());
         let passwords = Passwords::new(config.hash_concurrency())?;
-        let schema = schema::build(db.clone(), passwords, tokens.clone());
+        let schema = schema::build(db.clone(), passwords, tokens.clone(), throttle);
+        let schema_info = SchemaInfo::from_sdl(&schema.sdl())?;
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
@@ -97,6 +167,22 @@ impl App {
                 db,
                 tokens,
                 statements,
+                schema_info: Arc::new(schema_info),
+                limits: Arc::new(config.limits()),
+                limiter,
+                cost_bucket: config.rate_limit.then(|| config.cost_bucket()),
+                persisted: PersistedQueries::new(redis, trusted),
+                http: HttpSettings {
+                    max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
+                    max_batch: config.max_batch as usize,
+                    client_ip_header: config
+                        .client_ip_header
+                        .as_deref()
+                        .and_then(|name| HeaderName::try_from(name).ok()),
+                    request_timeout: Duration::from_secs(config.request_timeout_secs),
+                    max_in_flight: config.max_in_flight as usize,
+                    cors_origins: config.cors_origins.clone(),
+                },
             },
         })
     }
@@ -157,6 +243,7 @@ pub async fn shutdown_signal() {
 
 /// The HTTP routes with their tower layers.
 pub fn router(state: AppState) -> Router {
+    let http = state.http.clone();
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
@@ -190,14 +277,27 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::new())
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(security_headers())
+        .layer(cors(&http.cors_origins))
         .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
+            StatusCode::SERVICE_UNAVAILABLE,
+            http.request_timeout,
         ));
+    // Past `max_in_flight` GraphQL requests, more are refused at once instead of queueing.
+    let load_shedding = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: BoxError| async {
+            crate::endpoint::response::overloaded()
+        }))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(http.max_in_flight));
 
     Router::new()
-        .route("/graphql", get(graphql).post(graphql))
+        .route(
+            "/graphql",
+            get(crate::endpoint::graphql)
+                .post(crate::endpoint::graphql)
+                .layer(load_shedding),
+        )
         .route("/playground", get(playground))
         .route("/schema.graphql", get(schema_sdl))
         .route("/health", get(health))
@@ -205,116 +305,89 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET` and `POST /graphql`: one GraphQL operation.
-async fn graphql(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> Response {
-    let request = request.into_inner();
-    let span = Span::current();
-    if let Some(name) = &request.operation_name {
-        span.record("operation", name.as_str());
-    }
-    if method == Method::GET && is_mutation(&request) {
-        span.record("outcome", "refused: mutation over GET");
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::ALLOW, "POST")],
-            "Mutations must be sent with POST",
-        )
-            .into_response();
-    }
-    let request_id = headers
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    let mut response = match Viewer::from_authorization(authorization, &state.tokens) {
-        Ok(viewer) => {
-            let request = schema::with_request_data(request, &state.db, viewer);
-            state.schema.execute(request).await
-        }
-        Err(err) => {
-            let mut error = ErrorExtensions::extend(&err).into_server_error(Pos::default());
-            error.locations.clear();
-            async_graphql::Response::from_errors(vec![error])
-        }
-    };
-    for error in &mut response.errors {
-        classify(error, &request_id);
-    }
-    let outcome = if response.errors.is_empty() {
-        "ok".to_owned()
+/// Headers that keep browsers from sniffing, framing or leaking anything; a route may set its own.
+fn security_headers() -> tower::layer::util::Stack<
+    SetResponseHeaderLayer<HeaderValue>,
+    tower::layer::util::Stack<
+        SetResponseHeaderLayer<HeaderValue>,
+        tower::layer::util::Stack<
+            SetResponseHeaderLayer<HeaderValue>,
+            SetResponseHeaderLayer<HeaderValue>,
+        >,
+    >,
+> {
+    tower::layer::util::Stack::new(
+        SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        tower::layer::util::Stack::new(
+            SetResponseHeaderLayer::if_not_present(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ),
+            tower::layer::util::Stack::new(
+                SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ),
+                SetResponseHeaderLayer::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(API_CSP),
+                ),
+            ),
+        ),
+    )
+}
+
+/// The Content-Security-Policy of everything but the playground: an API loads nothing.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// The playground's policy: its scripts and styles, and calls to this server only.
+const PLAYGROUND_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline' https://unpkg.com; style-src 'self' 'unsafe-inline' https://unpkg.com; font-src 'self' data: https://unpkg.com; img-src 'self' data: https:; connect-src 'self'; frame-ancestors 'none'";
+
+/// CORS for the configured origins (none: browsers keep to the same origin).
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
     } else {
-        let codes: Vec<String> = response
-            .errors
-            .iter()
-            .filter_map(|error| match error.extensions.as_ref()?.get("code")? {
-                async_graphql::Value::String(code) => Some(code.clone()),
-                _ => None,
-            })
-            .collect();
-        format!("errors: {}", codes.join(","))
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
     };
-    span.record("outcome", outcome.as_str());
-    GraphQLResponse::from(response).into_response()
-}
-
-/// Whether the operation the request would run is a mutation.
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
-    match &document.operations {
-        DocumentOperations::Single(operation) => operation.node.ty == OperationType::Mutation,
-        DocumentOperations::Multiple(operations) => {
-            let chosen = match &request.operation_name {
-                Some(name) => operations.get(name.as_str()),
-                None if operations.len() == 1 => operations.values().next(),
-                None => None,
-            };
-            chosen.is_some_and(|operation| operation.node.ty == OperationType::Mutation)
-        }
-    }
-}
-
-/// Gives every error a stable `extensions.code`, and internal errors the request id.
-fn classify(error: &mut ServerError, request_id: &str) {
-    let extensions = error
-        .extensions
-        .get_or_insert_with(ErrorExtensionValues::default);
-    let code = match extensions.get("code") {
-        Some(async_graphql::Value::String(code)) => code.clone(),
-        _ => {
-            // Errors without a code come from async-graphql itself: the document or its variables.
-            let code = if error.message.starts_with(" --> ") {
-                code::GRAPHQL_PARSE_FAILED
-            } else if error.path.is_empty() {
-                code::GRAPHQL_VALIDATION_FAILED
-            } else {
-                code::BAD_USER_INPUT
-            };
-            extensions.set("code", code);
-            code.to_owned()
-        }
-    };
-    if code == code::INTERNAL_SERVER_ERROR {
-        extensions.set("requestId", request_id);
-    }
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("apollographql-client-name"),
+            HeaderName::from_static("apollographql-client-version"),
+        ])
+        .expose_headers([
+            header::RETRY_AFTER,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+        ])
+        .max_age(Duration::from_secs(3600))
 }
 
 /// `GET /playground`: GraphiQL, to explore the API in a browser.
-async fn playground() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("Conduit GraphQL")
-            .finish(),
+async fn playground() -> impl IntoResponse {
+    (
+        [(header::CONTENT_SECURITY_POLICY, PLAYGROUND_CSP)],
+        Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .title("Conduit GraphQL")
+                .finish(),
+        ),
     )
 }
 

@@ -86,6 +86,112 @@ pub struct Config {
     )]
     pub environment: Environment,
 
+    /// Redis URL (`redis://host:6379/0`): rate-limit buckets and persisted queries are shared by
+    /// every instance. Default: none, state stays in this process.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key this deployment writes.
+    #[arg(long, env = "CONDUIT_REDIS_PREFIX", default_value = "conduit:")]
+    pub redis_prefix: String,
+
+    /// Deadline of one Redis call, in milliseconds; past it the request goes on without Redis.
+    #[arg(long, env = "CONDUIT_REDIS_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub redis_timeout_ms: u64,
+
+    /// Most nested fields on one path of an operation (QUERY_TOO_DEEP above).
+    #[arg(long, env = "CONDUIT_MAX_DEPTH", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_depth: u32,
+
+    /// Most cost points one operation may request (QUERY_TOO_COMPLEX above).
+    #[arg(long, env = "CONDUIT_MAX_COST", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_cost: u64,
+
+    /// Most aliases in one operation.
+    #[arg(long, env = "CONDUIT_MAX_ALIASES", default_value_t = 30)]
+    pub max_aliases: u32,
+
+    /// Most root fields in one operation.
+    #[arg(long, env = "CONDUIT_MAX_ROOT_FIELDS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_root_fields: u32,
+
+    /// Most directives on one field or fragment.
+    #[arg(long, env = "CONDUIT_MAX_DIRECTIVES", default_value_t = 5)]
+    pub max_directives: u32,
+
+    /// Most selections in one operation once fragments are expanded.
+    #[arg(long, env = "CONDUIT_MAX_FIELDS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_fields: u32,
+
+    /// Longest GraphQL document, in bytes.
+    #[arg(long, env = "CONDUIT_MAX_DOCUMENT_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(64..))]
+    pub max_document_bytes: u32,
+
+    /// Most lexical tokens in one GraphQL document.
+    #[arg(long, env = "CONDUIT_MAX_TOKENS", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_tokens: u32,
+
+    /// Most fragments nested inside each other.
+    #[arg(long, env = "CONDUIT_MAX_FRAGMENT_DEPTH", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_fragment_depth: u32,
+
+    /// Most operations in one batched request (a JSON array).
+    #[arg(long, env = "CONDUIT_MAX_BATCH", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_batch: u32,
+
+    /// Largest request body, in bytes (413 above).
+    #[arg(long, env = "CONDUIT_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_body_bytes: u64,
+
+    /// Longest time one request may take, in seconds (503 after).
+    #[arg(long, env = "CONDUIT_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+
+    /// Most GraphQL requests in progress at once; more are refused at once with 503.
+    #[arg(long, env = "CONDUIT_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Origins allowed to call the API from a browser (comma-separated, or `*`). Default: none.
+    #[arg(long, env = "CONDUIT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Header set by a trusted reverse proxy that holds the client address (e.g.
+    /// `x-forwarded-for`, whose last entry is used, or `x-real-ip`). Default: the peer address.
+    #[arg(long, env = "CONDUIT_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Cost-based rate limiting per client (`true` or `false`).
+    #[arg(long, env = "CONDUIT_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub rate_limit: bool,
+
+    /// Cost points a client's bucket holds.
+    #[arg(long, env = "CONDUIT_RATE_LIMIT_CAPACITY", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_capacity: u32,
+
+    /// Cost points restored to a client's bucket per second.
+    #[arg(long, env = "CONDUIT_RATE_LIMIT_RESTORE_RATE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_restore_rate: u32,
+
+    /// Failed logins allowed per account per login window.
+    #[arg(long, env = "CONDUIT_LOGIN_ATTEMPTS_PER_ACCOUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_attempts_per_account: u32,
+
+    /// Failed logins allowed per client address per login window.
+    #[arg(long, env = "CONDUIT_LOGIN_ATTEMPTS_PER_ADDRESS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_attempts_per_address: u32,
+
+    /// The login window, in seconds: the allowance is restored evenly over it.
+    #[arg(long, env = "CONDUIT_LOGIN_WINDOW_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub login_window_secs: u64,
+
+    /// Registrations allowed per client address per hour.
+    #[arg(long, env = "CONDUIT_REGISTRATIONS_PER_HOUR", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    pub registrations_per_hour: u32,
+
+    /// A manifest of trusted documents (JSON): when set, only its operations run.
+    #[arg(long, env = "CONDUIT_TRUSTED_DOCUMENTS")]
+    pub trusted_documents: Option<std::path::PathBuf>,
+
     /// Log filter, in `tracing` syntax (e.g. `info`, `conduit=debug,sea_orm=warn`).
     #[arg(long, env = "CONDUIT_LOG", default_value = "info")]
     pub log: String,
@@ -138,6 +244,12 @@ pub enum ConfigError {
     /// A database URL of an unsupported kind.
     #[error("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")]
     UnsupportedDatabase,
+    /// A Redis URL of an unsupported kind.
+    #[error("REDIS_URL must start with redis://, rediss:// or unix://")]
+    UnsupportedRedis,
+    /// A CORS origin that is not `*` or `scheme://host[:port]`.
+    #[error("CONDUIT_CORS_ORIGINS: {0} is not an origin like https://example.com")]
+    BadCorsOrigin(String),
 }
 
 impl Config {
@@ -169,12 +281,72 @@ impl Config {
         {
             return Err(ConfigError::UnsupportedDatabase);
         }
+        if let Some(redis) = &self.redis_url
+            && !["redis://", "rediss://", "unix://"]
+                .iter()
+                .any(|scheme| redis.starts_with(scheme))
+        {
+            return Err(ConfigError::UnsupportedRedis);
+        }
+        for origin in &self.cors_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/')
+                    && axum::http::HeaderValue::from_str(origin).is_ok());
+            if !valid {
+                return Err(ConfigError::BadCorsOrigin(origin.clone()));
+            }
+        }
         Ok(())
     }
 
     /// How long a token stays valid.
     pub fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.token_ttl_hours * 3600)
+    }
+
+    /// The static limits on one operation.
+    pub fn limits(&self) -> crate::graphql::limits::Limits {
+        crate::graphql::limits::Limits {
+            max_depth: self.max_depth as usize,
+            max_cost: self.max_cost,
+            max_aliases: self.max_aliases as usize,
+            max_root_fields: self.max_root_fields as usize,
+            max_directives: self.max_directives as usize,
+            max_fields: self.max_fields as usize,
+            max_document_bytes: self.max_document_bytes as usize,
+            max_tokens: self.max_tokens as usize,
+            max_fragment_depth: self.max_fragment_depth as usize,
+        }
+    }
+
+    /// The bucket of cost points of each client.
+    pub fn cost_bucket(&self) -> crate::rate_limit::BucketPolicy {
+        crate::rate_limit::BucketPolicy {
+            capacity: f64::from(self.rate_limit_capacity),
+            restore_per_second: f64::from(self.rate_limit_restore_rate),
+        }
+    }
+
+    /// Sign-in and sign-up throttling.
+    pub fn throttle_policy(&self) -> crate::auth::ThrottlePolicy {
+        use crate::rate_limit::BucketPolicy;
+        crate::auth::ThrottlePolicy {
+            login_per_account: BucketPolicy::per_window(
+                self.login_attempts_per_account,
+                self.login_window_secs,
+            ),
+            login_per_address: BucketPolicy::per_window(
+                self.login_attempts_per_address,
+                self.login_window_secs,
+            ),
+            registrations_per_address: BucketPolicy::per_window(self.registrations_per_hour, 3600),
+        }
+    }
+
+    /// The deadline of one Redis call.
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
     }
 
     /// How many password hashes may run at once.

@@ -24,6 +24,26 @@ pub mod code {
     pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
     /// The document is not valid against the schema.
     pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+    /// Over budget; `extensions.retryAfterSeconds` says when to try again.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The operation is too deep (`extensions.limit` names the limit).
+    pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
+    /// The operation is too large or too expensive (`extensions.limit` names the limit).
+    pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+    /// The persisted query hash is unknown: send the query with it.
+    pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+    /// Trusted-documents mode: the operation is not in the manifest.
+    pub const OPERATION_NOT_TRUSTED: &str = "OPERATION_NOT_TRUSTED";
+    /// The HTTP request is malformed (not JSON, not UTF-8, missing query, ...).
+    pub const BAD_REQUEST: &str = "BAD_REQUEST";
+    /// The request body is larger than the limit.
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    /// The request body is not JSON.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    /// A mutation sent with GET.
+    pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
+    /// The server is saturated; try again shortly.
+    pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
 }
 
 /// Field name -> reason, for `BAD_USER_INPUT`.
@@ -54,6 +74,14 @@ pub enum AppError {
     Conflict {
         /// The input field whose value is taken.
         field: String,
+    },
+    /// Too many requests or attempts.
+    #[error("{message}: try again in {retry_after_seconds} s")]
+    RateLimited {
+        /// What was limited, for people.
+        message: String,
+        /// Seconds until a new attempt can succeed.
+        retry_after_seconds: u64,
     },
     /// A failure the client cannot fix; logged with its cause, never shown.
     #[error("internal error: {0}")]
@@ -94,6 +122,7 @@ impl AppError {
             Self::Forbidden(_) => code::FORBIDDEN,
             Self::NotFound(_) => code::NOT_FOUND,
             Self::Conflict { .. } => code::CONFLICT,
+            Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::Internal(_) => code::INTERNAL_SERVER_ERROR,
         }
     }
@@ -168,6 +197,10 @@ impl ErrorExtensions for AppError {
                     );
                     extensions.set("fields", async_graphql::Value::Object(map));
                 }
+                Self::RateLimited {
+                    retry_after_seconds,
+                    ..
+                } => extensions.set("retryAfterSeconds", *retry_after_seconds),
                 _ => {}
             }
         })

@@ -8,10 +8,14 @@ pub mod auth;
 pub mod comments;
 pub mod config;
 pub mod db;
+pub mod endpoint;
 pub mod error;
 pub mod graphql;
 pub mod node;
 pub mod pagination;
+pub mod persisted;
+pub mod rate_limit;
+pub mod redis_client;
 pub mod schema;
 /// Tags of articles.
 pub mod tags;

@@ -9,7 +9,7 @@ use crate::articles::loaders::{
     ArticleById, FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages,
 };
 use crate::articles::{mutation::ArticlesMutation, query::ArticlesQuery};
-use crate::auth::{Passwords, Tokens, Viewer};
+use crate::auth::{AuthThrottle, Passwords, Tokens, Viewer};
 use crate::comments::loaders::{CommentById, CommentCount, CommentPages};
 use crate::comments::mutation::CommentsMutation;
 use crate::graphql::logging::OperationName;
@@ -30,11 +30,17 @@ pub struct Mutation(UsersMutation, ArticlesMutation, CommentsMutation);
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The schema with its shared data.
-pub fn build(db: DatabaseConnection, passwords: Passwords, tokens: Tokens) -> AppSchema {
+pub fn build(
+    db: DatabaseConnection,
+    passwords: Passwords,
+    tokens: Tokens,
+    throttle: AuthThrottle,
+) -> AppSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(db)
         .data(passwords)
         .data(tokens)
+        .data(throttle)
         .extension(OperationName)
         .finish()
 }

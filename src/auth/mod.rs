@@ -1,9 +1,11 @@
 //! Authentication: password hashing, signed tokens and the per-request viewer.
 
 mod password;
+mod throttle;
 mod token;
 
 pub use password::Passwords;
+pub use throttle::{AuthThrottle, ClientAddress, LoginAttempt, ThrottlePolicy};
 pub use token::Tokens;
 
 use crate::error::{AppError, AppResult};

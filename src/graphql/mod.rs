@@ -1,8 +1,11 @@
 //! The GraphQL kit the areas build on: connections and cursors, scalars, global ids, context access.
 
+pub mod analysis;
 pub mod connection;
 pub mod context;
+pub mod cost;
 pub mod id;
+pub mod limits;
 pub mod logging;
 pub mod scalars;
 

@@ -7,6 +7,7 @@ use super::types::{
     FollowUserPayload, LoginInput, LoginPayload, RegisterInput, RegisterPayload,
     UnfollowUserPayload, UpdateViewerInput, UpdateViewerPayload, User,
 };
+use crate::auth::{AuthThrottle, ClientAddress};
 use crate::error::AppError;
 use crate::graphql::{ContextExt, FieldResult};
 
@@ -20,15 +21,25 @@ fn issue_token(ctx: &Context<'_>, user_id: i64) -> FieldResult<String> {
         .map_err(|err| AppError::internal(err).into())
 }
 
+/// The sign-in throttle and the client's address, when the server set them.
+fn throttle<'a>(ctx: &Context<'a>) -> Option<(&'a AuthThrottle, std::net::IpAddr)> {
+    let throttle = ctx.data_opt::<AuthThrottle>()?;
+    let address = ctx.data_opt::<ClientAddress>()?;
+    Some((throttle, address.0))
+}
+
 #[Object]
 impl UsersMutation {
     /// Creates an account and signs in. BAD_USER_INPUT on invalid fields, CONFLICT when the
-    /// username or email is taken.
+    /// username or email is taken, RATE_LIMITED after too many registrations from one address.
     async fn register(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The new account.")] input: RegisterInput,
     ) -> FieldResult<RegisterPayload> {
+        if let Some((throttle, address)) = throttle(ctx) {
+            throttle.register(address).await?;
+        }
         let registration = Registration {
             username: input.username,
             email: input.email,
@@ -41,13 +52,23 @@ impl UsersMutation {
         })
     }
 
-    /// Signs in with email and password. UNAUTHENTICATED when they do not match an account.
+    /// Signs in with email and password. UNAUTHENTICATED when they do not match an account;
+    /// RATE_LIMITED after repeated failures for the account or from the client's address.
     async fn login(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The credentials.")] input: LoginInput,
     ) -> FieldResult<LoginPayload> {
+        let attempt = match throttle(ctx) {
+            Some((throttle, address)) => {
+                Some((throttle, throttle.begin_login(&input.email, address).await?))
+            }
+            None => None,
+        };
         let user = service::login(ctx.db(), ctx.passwords(), &input.email, input.password).await?;
+        if let Some((throttle, attempt)) = attempt {
+            throttle.login_succeeded(attempt).await;
+        }
         Ok(LoginPayload {
             token: issue_token(ctx, user.id)?,
             user: User(user),

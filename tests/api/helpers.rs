@@ -1,6 +1,7 @@
 //! `spawn_app()`: the real application on port 0 with a database of its own, and request helpers.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use conduit::app::App;
 use conduit::config::Config;
@@ -57,8 +58,10 @@ pub struct TestApp {
     pub database_url: String,
     pub client: reqwest::Client,
     pub statements: StatementCounter,
+    /// The settings the app started with.
+    pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
-    _db: TestDb,
+    _db: Arc<TestDb>,
 }
 
 impl Drop for TestApp {
@@ -95,13 +98,35 @@ async fn test_database() -> (String, TestDb) {
     }
 }
 
-/// Starts the real app on 127.0.0.1:0 with a fresh database.
+/// Starts the real app on 127.0.0.1:0 with a fresh database (and Redis when `TEST_REDIS_URL` is set).
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The Redis URL of the tests, when `TEST_REDIS_URL` is set.
+pub fn test_redis_url() -> Option<String> {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Like [`spawn_app`], with settings changed by `configure` first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let (url, db) = test_database().await;
-    let mut config = Config::with_database(url.clone());
+    let mut config = Config::with_database(url);
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.jwt_secret = Some(JWT_SECRET.into());
     config.db_max_connections = 5;
+    if let Some(redis_url) = test_redis_url() {
+        config.redis_url = Some(redis_url);
+        // Each test app has keys of its own; siblings share them.
+        config.redis_prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
+    }
+    configure(&mut config);
+    start(config, Arc::new(db)).await
+}
+
+async fn start(config: Config, db: Arc<TestDb>) -> TestApp {
     let app = App::build(&config).await.expect("the app starts");
     let addr = app.local_addr().expect("bound address");
     let statements = app.state().statements.clone();
@@ -111,15 +136,21 @@ pub async fn spawn_app() -> TestApp {
     }));
     TestApp {
         addr,
-        database_url: url,
+        database_url: config.database_url.clone(),
         client: reqwest::Client::new(),
         statements,
+        config,
         shutdown: Some(shutdown),
         _db: db,
     }
 }
 
 impl TestApp {
+    /// A second instance of the same deployment: same database, same Redis keys, same settings.
+    pub async fn sibling(&self) -> TestApp {
+        start(self.config.clone(), self._db.clone()).await
+    }
+
     /// `http://addr/path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)

@@ -1,0 +1,336 @@
+//! The `/graphql` handler: read the request, resolve persisted operations, check the static
+//! limits, charge the client's cost budget, execute, refund what was not used, and answer with
+//! `extensions.cost`.
+
+pub mod request;
+pub mod response;
+
+use std::net::{IpAddr, SocketAddr};
+
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::{ErrorExtensionValues, ErrorExtensions, Pos, ServerError, Variables};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tracing::Span;
+
+use self::request::RawOperation;
+use self::response::HttpError;
+use crate::app::AppState;
+use crate::auth::{ClientAddress, Viewer};
+use crate::error::code;
+use crate::graphql::analysis;
+use crate::graphql::cost::CostReport;
+use crate::graphql::limits;
+use crate::persisted::PersistedError;
+use crate::schema;
+
+/// An operation that passed every check and is ready to run.
+struct Prepared {
+    query: String,
+    document: ExecutableDocument,
+    operation_name: Option<String>,
+    variables: Variables,
+    cost: u64,
+}
+
+/// `GET` and `POST /graphql`: one operation, or a batch of them.
+pub async fn graphql(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let span = Span::current();
+    let raw = match request::read(
+        &method,
+        &uri,
+        &headers,
+        body,
+        state.http.max_body_bytes,
+        state.http.max_batch,
+    )
+    .await
+    {
+        Ok(raw) => raw,
+        Err(err) => {
+            span.record("outcome", "refused: malformed request");
+            return err.into_response();
+        }
+    };
+    let names: Vec<&str> = raw
+        .operations
+        .iter()
+        .filter_map(|operation| operation.operation_name.as_deref())
+        .collect();
+    if !names.is_empty() {
+        span.record("operation", names.join(",").as_str());
+    }
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let viewer = match Viewer::from_authorization(authorization, &state.tokens) {
+        Ok(viewer) => viewer,
+        Err(err) => {
+            let mut error = ErrorExtensions::extend(&err).into_server_error(Pos::default());
+            error.locations.clear();
+            span.record("outcome", "errors: UNAUTHENTICATED");
+            let responses = raw
+                .operations
+                .iter()
+                .map(|_| async_graphql::Response::from_errors(vec![error.clone()]))
+                .collect();
+            return response::graphql(responses, raw.batch, &headers, None);
+        }
+    };
+    let address = client_address(&headers, peer, state.http.client_ip_header.as_ref());
+    let client = match viewer.user_id() {
+        Some(user_id) => format!("user:{user_id}"),
+        None => format!("address:{address}"),
+    };
+
+    let mut prepared = Vec::with_capacity(raw.operations.len());
+    for operation in raw.operations {
+        match prepare(&state, operation, &method).await {
+            Ok(operation) => prepared.push(Ok(operation)),
+            Err(Failure::Http(err)) => {
+                span.record("outcome", "refused");
+                return err.into_response();
+            }
+            Err(Failure::GraphQl(error, requested)) => prepared.push(Err((error, requested))),
+        }
+    }
+    let requested: u64 = prepared
+        .iter()
+        .map(|operation| operation.as_ref().map_or(0, |operation| operation.cost))
+        .sum();
+    let mut throttle = match state.cost_bucket {
+        Some(policy) => Some(
+            state
+                .limiter
+                .take(&format!("cost:{client}"), requested as f64, policy)
+                .await,
+        ),
+        None => None,
+    };
+    if let Some(decision) = throttle.filter(|decision| !decision.allowed) {
+        let retry_after = decision.retry_after_seconds(requested as f64);
+        let responses = prepared
+            .iter()
+            .map(|operation| {
+                let mut extensions = ErrorExtensionValues::default();
+                extensions.set("code", code::RATE_LIMITED);
+                extensions.set("retryAfterSeconds", retry_after);
+                let mut error = ServerError::new(
+                    format!(
+                        "Rate limited: this request costs {requested} points and {} are available; try again in {retry_after} s",
+                        decision.remaining.floor()
+                    ),
+                    None,
+                );
+                error.extensions = Some(extensions);
+                let mut response = async_graphql::Response::from_errors(vec![error]);
+                let report = CostReport {
+                    requested: match operation {
+                        Ok(operation) => operation.cost,
+                        Err((_, requested)) => *requested,
+                    },
+                    actual: 0,
+                    throttle,
+                };
+                response.extensions.insert("cost".into(), report.to_value());
+                response
+            })
+            .collect();
+        span.record("outcome", "errors: RATE_LIMITED");
+        return response::graphql(responses, raw.batch, &headers, throttle);
+    }
+
+    let mut responses = Vec::with_capacity(prepared.len());
+    let mut costs = Vec::with_capacity(prepared.len());
+    for operation in prepared {
+        let (response, cost) = match operation {
+            Ok(operation) => {
+                let mut request = async_graphql::Request::new(operation.query)
+                    .variables(operation.variables.clone());
+                if let Some(name) = &operation.operation_name {
+                    request = request.operation_name(name);
+                }
+                request.set_parsed_query(operation.document.clone());
+                let request = schema::with_request_data(request, &state.db, viewer)
+                    .data(ClientAddress(address));
+                let response = state.schema.execute(request).await;
+                let actual = analysis::actual_cost(
+                    &operation.document,
+                    operation.operation_name.as_deref(),
+                    &operation.variables,
+                    &state.schema_info,
+                    &response.data,
+                )
+                .min(operation.cost);
+                (response, (operation.cost, actual))
+            }
+            Err((error, requested)) => (
+                async_graphql::Response::from_errors(vec![error]),
+                (requested, 0),
+            ),
+        };
+        responses.push(response);
+        costs.push(cost);
+    }
+    let actual: u64 = costs.iter().map(|(_, actual)| actual).sum();
+    if let (Some(policy), true) = (state.cost_bucket, actual < requested) {
+        let refund = (requested - actual) as f64;
+        throttle = Some(
+            state
+                .limiter
+                .take(&format!("cost:{client}"), -refund, policy)
+                .await,
+        );
+    }
+    let mut codes = Vec::new();
+    for (response, (requested, actual)) in responses.iter_mut().zip(costs) {
+        for error in &mut response.errors {
+            codes.push(classify(error, &request_id));
+        }
+        let report = CostReport {
+            requested,
+            actual,
+            throttle,
+        };
+        response.extensions.insert("cost".into(), report.to_value());
+    }
+    let outcome = if codes.is_empty() {
+        "ok".to_owned()
+    } else {
+        format!("errors: {}", codes.join(","))
+    };
+    span.record("outcome", outcome.as_str());
+    response::graphql(responses, raw.batch, &headers, throttle)
+}
+
+/// Why an operation does not run.
+enum Failure {
+    /// The whole HTTP request is refused (a mutation over GET).
+    Http(HttpError),
+    /// This operation answers with a GraphQL error (and the cost it would have requested).
+    GraphQl(ServerError, u64),
+}
+
+impl From<limits::LimitError> for Failure {
+    fn from(err: limits::LimitError) -> Self {
+        let requested = match &err {
+            limits::LimitError::TooComplex {
+                limit: "cost",
+                actual,
+                ..
+            } => *actual,
+            _ => 0,
+        };
+        Self::GraphQl(err.to_server_error(), requested)
+    }
+}
+
+/// Resolves, parses and checks one operation.
+async fn prepare(
+    state: &AppState,
+    operation: RawOperation,
+    method: &Method,
+) -> Result<Prepared, Failure> {
+    let resolved = state
+        .persisted
+        .resolve(operation.query, &operation.persisted)
+        .await
+        .map_err(|err| Failure::GraphQl(persisted_error(&err), 0))?;
+    limits::scan_document(&resolved.query, &state.limits)?;
+    let document = async_graphql::parser::parse_query(&resolved.query).map_err(|err| {
+        let mut error = ServerError::from(err);
+        let mut extensions = ErrorExtensionValues::default();
+        extensions.set("code", code::GRAPHQL_PARSE_FAILED);
+        error.extensions = Some(extensions);
+        Failure::GraphQl(error, 0)
+    })?;
+    let operation_name = operation.operation_name;
+    let selected = analysis::select_operation(&document, operation_name.as_deref());
+    if *method == Method::GET && selected.is_some_and(|op| op.ty == OperationType::Mutation) {
+        return Err(Failure::Http(HttpError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            code::METHOD_NOT_ALLOWED,
+            "Mutations must be sent with POST",
+        )));
+    }
+    let variables = Variables::from_json(serde_json::Value::Object(operation.variables));
+    let analysis = analysis::analyze(
+        &document,
+        operation_name.as_deref(),
+        &variables,
+        &state.schema_info,
+        &state.limits,
+    )?;
+    if let Some(hash) = &resolved.register {
+        state.persisted.register(hash, &resolved.query).await;
+    }
+    Ok(Prepared {
+        query: resolved.query,
+        document,
+        operation_name,
+        variables,
+        cost: analysis.requested_cost,
+    })
+}
+
+fn persisted_error(err: &PersistedError) -> ServerError {
+    let code = match err {
+        PersistedError::NotFound => code::PERSISTED_QUERY_NOT_FOUND,
+        PersistedError::NotTrusted => code::OPERATION_NOT_TRUSTED,
+        PersistedError::HashMismatch | PersistedError::UnsupportedVersion => code::BAD_REQUEST,
+    };
+    let mut error = ServerError::new(err.to_string(), None);
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", code);
+    error.extensions = Some(extensions);
+    error
+}
+
+/// The client's address: from the trusted proxy header when configured and present (its last
+/// entry: the one the proxy added), the peer's address otherwise.
+fn client_address(headers: &HeaderMap, peer: SocketAddr, trusted: Option<&HeaderName>) -> IpAddr {
+    trusted
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| peer.ip())
+}
+
+/// Gives every error a stable `extensions.code`, and internal errors the request id; the code.
+fn classify(error: &mut ServerError, request_id: &str) -> String {
+    let extensions = error
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default);
+    let code = match extensions.get("code") {
+        Some(async_graphql::Value::String(code)) => code.clone(),
+        _ => {
+            // Errors without a code come from async-graphql itself: validation or variables.
+            let code = if error.path.is_empty() {
+                code::GRAPHQL_VALIDATION_FAILED
+            } else {
+                code::BAD_USER_INPUT
+            };
+            extensions.set("code", code);
+            code.to_owned()
+        }
+    };
+    if code == code::INTERNAL_SERVER_ERROR {
+        extensions.set("requestId", request_id);
+    }
+    code
+}

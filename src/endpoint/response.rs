@@ -1,0 +1,163 @@
+//! Writing GraphQL responses: media type by `Accept`, the HTTP status, rate-limit headers, and the
+//! JSON errors of requests that never reach GraphQL.
+
+use async_graphql::Value;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::code;
+use crate::rate_limit::Decision;
+
+/// The official GraphQL-over-HTTP media type.
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// A request refused before any GraphQL runs: an HTTP status and a GraphQL-shaped JSON error.
+#[derive(Debug, Clone)]
+pub struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    extensions: Vec<(&'static str, Value)>,
+}
+
+impl HttpError {
+    /// An error with `status`, `code` and a message for people.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            extensions: Vec::new(),
+        }
+    }
+
+    /// 400 BAD_REQUEST.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code::BAD_REQUEST, message)
+    }
+
+    /// Names the limit that was exceeded, with its maximum and the actual value.
+    pub fn with_limit(mut self, limit: &'static str, maximum: u64, actual: u64) -> Self {
+        self.extensions.push(("limit", Value::from(limit)));
+        self.extensions.push(("maximum", Value::from(maximum)));
+        self.extensions.push(("actual", Value::from(actual)));
+        self
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let mut extensions = serde_json::Map::new();
+        extensions.insert("code".into(), self.code.into());
+        for (key, value) in self.extensions {
+            extensions.insert(
+                key.into(),
+                value.into_json().unwrap_or(serde_json::Value::Null),
+            );
+        }
+        let body = serde_json::json!({
+            "errors": [{ "message": self.message, "extensions": extensions }]
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        }
+        response
+    }
+}
+
+/// 503 for a request shed because the server is saturated.
+pub fn overloaded() -> Response {
+    let mut response = HttpError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code::SERVICE_UNAVAILABLE,
+        "The server is busy: try again shortly",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// The HTTP response for GraphQL `responses` (an array when `batch`), negotiated by `request_headers`.
+pub fn graphql(
+    responses: Vec<async_graphql::Response>,
+    batch: bool,
+    request_headers: &HeaderMap,
+    throttle: Option<Decision>,
+) -> Response {
+    let accept = request_headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let official = accept.contains(GRAPHQL_RESPONSE_JSON);
+    let retry_after = responses
+        .iter()
+        .flat_map(|response| &response.errors)
+        .filter_map(|error| {
+            let extensions = error.extensions.as_ref()?;
+            match extensions.get("code")? {
+                Value::String(code) if code == code::RATE_LIMITED => {
+                    match extensions.get("retryAfterSeconds")? {
+                        Value::Number(seconds) => seconds.as_u64(),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        })
+        .max();
+    let request_error = responses
+        .iter()
+        .all(|response| matches!(response.data, Value::Null) && !response.errors.is_empty());
+    let status = if retry_after.is_some() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if official && request_error && !batch {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = if batch {
+        serde_json::to_vec(&responses)
+    } else {
+        serde_json::to_vec(&responses[0])
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot serialize a GraphQL response");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if official {
+            "application/graphql-response+json; charset=utf-8"
+        } else {
+            "application/json; charset=utf-8"
+        }),
+    );
+    if let Some(seconds) = retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let Some(decision) = throttle {
+        headers.insert(
+            "ratelimit-limit",
+            HeaderValue::from(decision.policy.capacity as u64),
+        );
+        headers.insert(
+            "ratelimit-remaining",
+            HeaderValue::from(decision.remaining.max(0.0).floor() as u64),
+        );
+        headers.insert(
+            "ratelimit-reset",
+            HeaderValue::from(decision.reset_seconds()),
+        );
+    }
+    response
+}
