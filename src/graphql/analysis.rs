@@ -146,11 +146,15 @@ pub fn analyze(
             operation_type: OperationType::Query,
         });
     };
+    check_fragments(document, &operation.selection_set.node, limits)?;
     let mut walker = Walker::new(document, operation, variables, schema, limits);
     let root = walker.root_type(operation.ty).to_owned();
     walker.check_directives(operation.directives.len())?;
     let groups = walker.collect_one(&root, &operation.selection_set.node)?;
-    let root_fields = groups.keys().filter(|key| **key != "__typename").count();
+    let root_fields = groups
+        .values()
+        .filter(|fields| fields[0].1.name.node != "__typename")
+        .count();
     let cost = walker.selection_cost(&groups, 0, None)?;
     if walker.max_depth > limits.max_depth {
         return Err(LimitError::too_deep(
@@ -209,6 +213,75 @@ pub fn actual_cost(
     walker.actual_cost(&groups, data, true)
 }
 
+/// Refuses fragment cycles (also through fields: `A { author { ...B } } B { articles { ...A } }`)
+/// and fragments nested deeper than the limit, before any fragment is expanded.
+fn check_fragments(
+    document: &ExecutableDocument,
+    operation: &SelectionSet,
+    limits: &Limits,
+) -> Result<(), LimitError> {
+    fn spreads<'d>(set: &'d SelectionSet, found: &mut Vec<&'d str>) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => spreads(&field.node.selection_set.node, found),
+                Selection::FragmentSpread(spread) => {
+                    found.push(spread.node.fragment_name.node.as_str());
+                }
+                Selection::InlineFragment(inline) => {
+                    spreads(&inline.node.selection_set.node, found);
+                }
+            }
+        }
+    }
+
+    /// The longest chain of fragments starting at `name`; errors on a cycle.
+    fn depth<'d>(
+        document: &'d ExecutableDocument,
+        name: &'d str,
+        path: &mut Vec<&'d str>,
+        known: &mut HashMap<&'d str, usize>,
+    ) -> Result<usize, LimitError> {
+        if let Some(start) = path.iter().position(|seen| *seen == name) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(name);
+            return Err(LimitError::FragmentCycle(cycle.join(" -> ")));
+        }
+        if let Some(depth) = known.get(name) {
+            return Ok(*depth);
+        }
+        let Some(fragment) = document.fragments.get(name) else {
+            return Ok(0);
+        };
+        let mut inner = Vec::new();
+        spreads(&fragment.node.selection_set.node, &mut inner);
+        path.push(name);
+        let mut deepest = 0;
+        for spread in inner {
+            deepest = deepest.max(depth(document, spread, path, known)?);
+        }
+        path.pop();
+        known.insert(name, deepest + 1);
+        Ok(deepest + 1)
+    }
+
+    let mut roots = Vec::new();
+    spreads(operation, &mut roots);
+    let mut known = HashMap::new();
+    let mut deepest = 0;
+    for name in roots {
+        deepest = deepest.max(depth(document, name, &mut Vec::new(), &mut known)?);
+    }
+    if deepest > limits.max_fragment_depth {
+        return Err(LimitError::too_deep(
+            "fragmentDepth",
+            "The nesting of fragments",
+            limits.max_fragment_depth,
+            deepest,
+        ));
+    }
+    Ok(())
+}
+
 /// The fields of a selection merged by response key, each with the type it was selected on.
 type Groups<'a> = IndexMap<&'a str, Vec<(String, &'a Field)>>;
 
@@ -221,7 +294,6 @@ struct Walker<'a> {
     selections: usize,
     aliases: usize,
     max_depth: usize,
-    fragments: Vec<&'a str>,
 }
 
 impl<'a> Walker<'a> {
@@ -249,7 +321,6 @@ impl<'a> Walker<'a> {
             selections: 0,
             aliases: 0,
             max_depth: 0,
-            fragments: Vec::new(),
         }
     }
 
@@ -332,23 +403,8 @@ impl<'a> Walker<'a> {
                     let Some(fragment) = self.document.fragments.get(name) else {
                         continue;
                     };
-                    if let Some(start) = self.fragments.iter().position(|seen| *seen == name) {
-                        let mut cycle = self.fragments[start..].to_vec();
-                        cycle.push(name);
-                        return Err(LimitError::FragmentCycle(cycle.join(" -> ")));
-                    }
-                    self.fragments.push(name);
-                    if self.fragments.len() > self.limits.max_fragment_depth {
-                        return Err(LimitError::too_deep(
-                            "fragmentDepth",
-                            "The nesting of fragments",
-                            self.limits.max_fragment_depth,
-                            self.fragments.len(),
-                        ));
-                    }
                     let on = fragment.node.type_condition.node.on.node.as_str();
                     self.collect(on, &fragment.node.selection_set.node, groups)?;
-                    self.fragments.pop();
                 }
                 Selection::InlineFragment(inline) => {
                     self.check_directives(inline.node.directives.len())?;

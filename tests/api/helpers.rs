@@ -198,6 +198,26 @@ impl TestApp {
             .expect("a JSON response")
     }
 
+    /// POSTs `body` (any JSON) to `/graphql` with `headers`; the raw HTTP response.
+    pub async fn post_json(&self, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.client.post(self.url("/graphql")).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// POSTs raw bytes to `/graphql` with `content_type`; the raw HTTP response.
+    pub async fn post_bytes(&self, body: Vec<u8>, content_type: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/graphql"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// POSTs a GraphQL operation anonymously.
     pub async fn gql(&self, query: &str, variables: Value) -> Value {
         self.gql_as(None, query, variables).await
@@ -258,6 +278,13 @@ pub fn error_code(response: &Value) -> &str {
 /// Whether the first error names `field` in `extensions.fields`.
 pub fn names_field(response: &Value, field: &str) -> bool {
     response["errors"][0]["extensions"]["fields"][field].is_string()
+}
+
+/// The `extensions.cost` of a response.
+pub fn cost(response: &Value) -> &Value {
+    let cost = &response["extensions"]["cost"];
+    assert!(cost.is_object(), "expected extensions.cost in {response}");
+    cost
 }
 
 /// The response's data, asserting there are no errors.

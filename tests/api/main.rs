@@ -4,9 +4,13 @@
 mod articles;
 mod comments;
 mod concurrency;
+mod hardening;
 mod helpers;
 mod http;
+mod limits;
 mod n_plus_one;
 mod nodes;
+mod persisted;
+mod rate_limit;
 mod tags;
 mod users;
