@@ -83,6 +83,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.listen = "127.0.0.1:0".parse()?;
     config.jwt_secret = Some("benchmark-secret-benchmark-secret-0123".into());
     config.db_max_connections = 16;
+    // The load generator is a single client: its budget would throttle the measurement.
+    config.rate_limit = false;
     let app = App::build(&config).await?;
     let addr = app.local_addr()?;
     let db = app.state().db.clone();

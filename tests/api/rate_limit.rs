@@ -264,3 +264,37 @@ async fn registrations_are_throttled_per_address() {
         .await;
     assert!(data(&user)["user"].is_null(), "nothing was written");
 }
+
+#[tokio::test]
+async fn an_unreachable_redis_degrades_to_in_process_state() {
+    // Nothing listens on port 1: every Redis call fails at once.
+    let app = spawn_app_with(|config| {
+        config.redis_url = Some("redis://127.0.0.1:1".into());
+        config.rate_limit_capacity = 150;
+        config.rate_limit_restore_rate = 1;
+    })
+    .await;
+    seed_articles(&app, 10).await;
+    // Budgets still apply, kept by this instance.
+    assert_eq!(served_until_refused(&app, None, &listing(10)).await, 6);
+    // Persisted queries still register and run.
+    let query = "{ articles(first: 1) { totalCount } }";
+    let hash = conduit::persisted::sha256_hex(query);
+    let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let author = app.register("reader").await;
+    let headers = [("authorization", format!("Bearer {author}"))];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let registered = app
+        .post_json(
+            &json!({ "query": query, "extensions": extensions }),
+            &headers,
+        )
+        .await;
+    let registered: Value = registered.json().await.expect("json");
+    assert_eq!(data(&registered)["articles"]["totalCount"], 10);
+    let hit = app
+        .post_json(&json!({ "extensions": extensions }), &headers)
+        .await;
+    let hit: Value = hit.json().await.expect("json");
+    assert_eq!(data(&hit)["articles"]["totalCount"], 10);
+}
