@@ -117,12 +117,7 @@ async fn a_saturated_server_sheds_load_with_503_and_recovers() {
         shed >= 1,
         "the rest is shed rather than queued ({served} served)"
     );
-    let health = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .expect("sent");
+    let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
     let after = app
         .post_json(&json!({ "query": "{ __typename }" }), &[])

@@ -207,6 +207,15 @@ impl TestApp {
         request.send().await.expect("request sent")
     }
 
+    /// `GET path`; the raw HTTP response.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// POSTs raw bytes to `/graphql` with `content_type`; the raw HTTP response.
     pub async fn post_bytes(&self, body: Vec<u8>, content_type: &str) -> reqwest::Response {
         self.client

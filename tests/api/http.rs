@@ -28,22 +28,12 @@ async fn queries_work_over_get_and_mutations_over_get_are_refused() {
 #[tokio::test]
 async fn health_playground_and_request_ids_are_served() {
     let app = spawn_app().await;
-    let health = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .expect("sent");
+    let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("x-request-id"));
     assert_eq!(health.json::<Value>().await.expect("json")["status"], "ok");
 
-    let playground = app
-        .client
-        .get(app.url("/playground"))
-        .send()
-        .await
-        .expect("sent");
+    let playground = app.get("/playground").await;
     assert_eq!(playground.status(), 200);
     let page = playground.text().await.expect("text");
     assert!(
@@ -173,11 +163,6 @@ async fn a_database_failure_reaches_the_client_as_an_opaque_internal_error() {
     ] {
         assert!(!text.contains(leak), "{leak:?} leaked: {response}");
     }
-    let health = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .expect("sent");
+    let health = app.get("/health").await;
     assert_eq!(health.status(), 200, "the server keeps serving");
 }

@@ -301,12 +301,7 @@ async fn hostile_documents_are_refused_and_the_server_stays_healthy() {
         assert!(body["errors"][0]["extensions"]["code"].is_string());
     }
 
-    let health = app
-        .client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .expect("sent");
+    let health = app.get("/health").await;
     assert_eq!(health.status(), 200);
     assert_accepted(&app, "{ articles { totalCount } }").await;
 }
