@@ -77,21 +77,40 @@ pub async fn graphql(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
+    let address = client_address(&headers, peer, state.http.client_ip_header.as_ref());
     let viewer = match Viewer::from_authorization(authorization, &state.tokens) {
         Ok(viewer) => viewer,
         Err(err) => {
             let mut error = ErrorExtensions::extend(&err).into_server_error(Pos::default());
             error.locations.clear();
             span.record("outcome", "errors: UNAUTHENTICATED");
+            // Nothing runs, so nothing is charged; the address's budget is reported.
+            let throttle = match state.cost_bucket {
+                Some(policy) => Some(
+                    state
+                        .limiter
+                        .take(&format!("cost:address:{address}"), 0.0, policy)
+                        .await,
+                ),
+                None => None,
+            };
+            let report = CostReport {
+                requested: 0,
+                actual: 0,
+                throttle,
+            };
             let responses = raw
                 .operations
                 .iter()
-                .map(|_| async_graphql::Response::from_errors(vec![error.clone()]))
+                .map(|_| {
+                    let mut response = async_graphql::Response::from_errors(vec![error.clone()]);
+                    response.extensions.insert("cost".into(), report.to_value());
+                    response
+                })
                 .collect();
-            return response::graphql(responses, raw.batch, &headers, None);
+            return response::graphql(responses, raw.batch, &headers, throttle);
         }
     };
-    let address = client_address(&headers, peer, state.http.client_ip_header.as_ref());
     let client = match viewer.user_id() {
         Some(user_id) => format!("user:{user_id}"),
         None => format!("address:{address}"),

@@ -193,6 +193,7 @@ async fn a_present_but_invalid_token_is_unauthenticated_never_anonymous() {
             "UNAUTHENTICATED",
             "header {header:?}: {response}"
         );
+        assert_eq!(response["extensions"]["cost"]["requestedQueryCost"], 0);
     }
     let with_token_prefix = app
         .gql_with_authorization(&format!("Token {token}"), "{ viewer { username } }")
