@@ -124,3 +124,32 @@ async fn a_saturated_server_sheds_load_with_503_and_recovers() {
         .await;
     assert_eq!(after.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_over_the_time_limit_are_cut_off_with_503() {
+    let app = spawn_app_with(|config| {
+        config.request_timeout_secs = 1;
+        config.hash_concurrency = Some(1);
+        config.login_attempts_per_address = 1000;
+    })
+    .await;
+    // 120 logins hash one after another: together they take well over a second.
+    let bodies: Vec<Value> = (0..120)
+        .map(|n| {
+            json!({
+                "query": "mutation($input: LoginInput!) { login(input: $input) { token } }",
+                "variables": { "input": { "email": format!("nobody{n}@example.com"), "password": "wrong-password" } }
+            })
+        })
+        .collect();
+    let attempts = bodies.iter().map(|body| app.post_json(body, &[]));
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|response| response.status().as_u16())
+        .collect();
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(statuses.iter().all(|status| [200, 503].contains(status)));
+    assert_eq!(app.get("/health").await.status(), 200);
+}
