@@ -45,6 +45,13 @@ struct Args {
     /// How long each scenario runs, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Charge every request to a cost budget (large enough never to refuse), to measure what rate
+    /// limiting adds: in process, or in Redis with `--redis-url`.
+    #[arg(long)]
+    rate_limit: bool,
+    /// Redis for the budgets (with `--rate-limit`).
+    #[arg(long)]
+    redis_url: Option<String>,
 }
 
 /// Rows per INSERT statement while seeding.
@@ -83,8 +90,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.listen = "127.0.0.1:0".parse()?;
     config.jwt_secret = Some("benchmark-secret-benchmark-secret-0123".into());
     config.db_max_connections = 16;
-    // The load generator is a single client: its budget would throttle the measurement.
-    config.rate_limit = false;
+    // The load generator is a single client: a normal budget would throttle the measurement.
+    config.rate_limit = args.rate_limit;
+    config.rate_limit_capacity = u32::MAX;
+    config.rate_limit_restore_rate = u32::MAX;
+    config.redis_url = args.redis_url.clone();
+    config.redis_prefix = format!("conduit-bench:{}:", std::process::id());
     let app = App::build(&config).await?;
     let addr = app.local_addr()?;
     let db = app.state().db.clone();
