@@ -25,6 +25,9 @@ use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
 use crate::auth::{AuthThrottle, Passwords, Tokens};
+use crate::cache::ResponseCache;
+use crate::cache::redis_store::RedisStore;
+use crate::cache::store::{CacheStore, MemoryStore};
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::error::AppError;
@@ -58,6 +61,8 @@ pub struct AppState {
     pub persisted: PersistedQueries,
     /// Limits of the HTTP layer.
     pub http: HttpSettings,
+    /// The response cache, unless turned off.
+    pub cache: Option<Arc<ResponseCache>>,
 }
 
 /// Limits and settings of the HTTP layer.
@@ -171,7 +176,20 @@ impl App {
                 limits: Arc::new(config.limits()),
                 limiter,
                 cost_bucket: config.rate_limit.then(|| config.cost_bucket()),
-                persisted: PersistedQueries::new(redis, trusted),
+                persisted: PersistedQueries::new(redis.clone(), trusted),
+                cache: config.cache.then(|| {
+                    let store: Arc<dyn CacheStore> = match &redis {
+                        Some(redis) => Arc::new(RedisStore::new(redis.clone())),
+                        None => Arc::new(MemoryStore::new(
+                            usize::try_from(config.cache_max_bytes).unwrap_or(usize::MAX),
+                        )),
+                    };
+                    Arc::new(ResponseCache::new(
+                        store,
+                        redis.clone(),
+                        Duration::from_secs(config.cache_max_ttl_secs),
+                    ))
+                }),
                 http: HttpSettings {
                     max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
                     max_batch: config.max_batch as usize,

@@ -99,6 +99,18 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_REDIS_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub redis_timeout_ms: u64,
 
+    /// The response cache (`true` or `false`): in Redis with `REDIS_URL`, in process otherwise.
+    #[arg(long, env = "CONDUIT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cache: bool,
+
+    /// Most bytes of responses the in-process cache keeps.
+    #[arg(long, env = "CONDUIT_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub cache_max_bytes: u64,
+
+    /// Longest time the server keeps a cached response, in seconds (the hints may say less).
+    #[arg(long, env = "CONDUIT_CACHE_MAX_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub cache_max_ttl_secs: u64,
+
     /// Most nested fields on one path of an operation (QUERY_TOO_DEEP above).
     #[arg(long, env = "CONDUIT_MAX_DEPTH", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_depth: u32,

@@ -4,6 +4,7 @@ pub mod app;
 /// Articles, favorites and feeds.
 pub mod articles;
 pub mod auth;
+pub mod cache;
 /// Comments on articles.
 pub mod comments;
 pub mod config;

@@ -37,6 +37,12 @@ impl NodeQuery {
         let Some(GlobalId { kind, id }) = GlobalId::decode(&id) else {
             return Ok(None);
         };
+        let kind_name = match kind {
+            NodeKind::User => "User",
+            NodeKind::Article => "Article",
+            NodeKind::Comment => "Comment",
+        };
+        ctx.read_tag(crate::cache::entity_tag(kind_name, id));
         Ok(match kind {
             NodeKind::User => ctx
                 .loader::<UserById>()

@@ -82,9 +82,9 @@ pub struct PersistedQueries {
     trusted: Option<Arc<HashMap<String, String>>>,
 }
 
-/// The hex SHA-256 of `document`.
-pub fn sha256_hex(document: &str) -> String {
-    Sha256::digest(document.as_bytes())
+/// The hex SHA-256 of `bytes` (a document, a response body).
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    Sha256::digest(bytes.as_ref())
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()

@@ -1,10 +1,11 @@
-//! The Redis connection that the rate limiter and the persisted queries share: it reconnects by
-//! itself, every call has a short deadline, and callers fall back to in-process state when it fails.
+//! The Redis connection that the rate limiter, the persisted queries and the response cache share:
+//! it reconnects by itself, every call has a short deadline, a circuit breaker stops calling a
+//! failing Redis for a while, and callers fall back (or go uncached) when it fails.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -17,6 +18,30 @@ pub enum RedisError {
     /// Redis answered with an error, or the connection failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redis failed repeatedly and is not called for a while.
+    #[error("redis circuit open: not called until {0:?} from now")]
+    CircuitOpen(Duration),
+}
+
+/// Consecutive failures that open the circuit.
+const FAILURES_TO_OPEN: u32 = 3;
+/// How long an open circuit stops calls before one probe is let through.
+const OPEN_FOR: Duration = Duration::from_secs(2);
+
+/// A circuit breaker: closed (calls go through), open (calls fail at once for [`OPEN_FOR`]), then
+/// half-open (one probe decides).
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+/// What the breaker allows now.
+enum Admission {
+    Call,
+    Probe,
+    Refuse(Duration),
 }
 
 /// A shared, reconnecting Redis connection with a key prefix and a per-call deadline.
@@ -25,7 +50,8 @@ pub struct RedisClient {
     manager: ConnectionManager,
     prefix: Arc<str>,
     timeout: Duration,
-    reachable: Arc<AtomicBool>,
+    breaker: Arc<Mutex<Breaker>>,
+    recoveries: Arc<AtomicU64>,
 }
 
 impl RedisClient {
@@ -43,7 +69,8 @@ impl RedisClient {
             manager,
             prefix: Arc::from(prefix),
             timeout,
-            reachable: Arc::new(AtomicBool::new(true)),
+            breaker: Arc::new(Mutex::new(Breaker::default())),
+            recoveries: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -52,27 +79,76 @@ impl RedisClient {
         format!("{}{key}", self.prefix)
     }
 
-    /// Runs `call` on the connection within the deadline; logs when Redis stops or starts answering.
+    /// How often Redis came back after the circuit opened; grows by one at each recovery.
+    pub fn recoveries(&self) -> u64 {
+        self.recoveries.load(Ordering::Relaxed)
+    }
+
+    /// Runs `call` on the connection within the deadline, unless the circuit is open. Three
+    /// failures in a row open the circuit for two seconds; then one probe call decides whether it
+    /// closes again. Every change of state is logged.
     pub async fn run<T, F, Fut>(&self, call: F) -> Result<T, RedisError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        let admission = self.admit();
+        if let Admission::Refuse(wait) = admission {
+            return Err(RedisError::CircuitOpen(wait));
+        }
         let result = match tokio::time::timeout(self.timeout, call(self.manager.clone())).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(RedisError::Redis(err)),
             Err(_) => Err(RedisError::Timeout(self.timeout)),
         };
-        let reachable = result.is_ok();
-        if self.reachable.swap(reachable, Ordering::Relaxed) != reachable {
-            match &result {
-                Ok(_) => tracing::info!("redis answers again"),
-                Err(err) => {
-                    tracing::warn!(error = %err, "redis unavailable: using in-process state")
+        self.record(matches!(admission, Admission::Probe), result.as_ref().err());
+        result
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn admit(&self) -> Admission {
+        let mut breaker = self.breaker();
+        match breaker.open_until {
+            None => Admission::Call,
+            Some(until) => {
+                let now = Instant::now();
+                if now < until || breaker.probing {
+                    Admission::Refuse(until.saturating_duration_since(now))
+                } else {
+                    breaker.probing = true;
+                    tracing::info!("redis circuit half-open: probing");
+                    Admission::Probe
                 }
             }
         }
-        result
+    }
+
+    fn record(&self, probe: bool, error: Option<&RedisError>) {
+        let mut breaker = self.breaker();
+        match error {
+            None => {
+                if breaker.open_until.is_some() {
+                    tracing::info!("redis circuit closed: redis answers again");
+                    self.recoveries.fetch_add(1, Ordering::Relaxed);
+                }
+                *breaker = Breaker::default();
+            }
+            Some(err) => {
+                breaker.failures += 1;
+                if probe || (breaker.open_until.is_none() && breaker.failures >= FAILURES_TO_OPEN) {
+                    breaker.open_until = Some(Instant::now() + OPEN_FOR);
+                    breaker.probing = false;
+                    tracing::warn!(error = %err, "redis circuit open: not calling redis for {OPEN_FOR:?}");
+                } else if breaker.open_until.is_none() {
+                    tracing::warn!(error = %err, "redis call failed");
+                }
+            }
+        }
     }
 
     /// Whether Redis answers a PING.

@@ -7,6 +7,7 @@ use super::types::{
     Article, CreateArticleInput, CreateArticlePayload, DeleteArticlePayload,
     FavoriteArticlePayload, UnfavoriteArticlePayload, UpdateArticleInput, UpdateArticlePayload,
 };
+use crate::cache::{entity_tag, list_tag};
 use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind};
 
 /// Articles' part of `Mutation`.
@@ -30,6 +31,8 @@ impl ArticlesMutation {
             tags: input.tags.unwrap_or_default(),
         };
         let article = service::create(ctx.db(), viewer, new).await?;
+        ctx.write_tag(list_tag("Article"));
+        ctx.write_tag(list_tag("Tag"));
         Ok(CreateArticlePayload {
             article: Article(article),
         })
@@ -51,6 +54,9 @@ impl ArticlesMutation {
             tags: input.tags,
         };
         let article = service::update(ctx.db(), viewer, &slug, changes).await?;
+        ctx.write_tag(entity_tag("Article", article.id));
+        ctx.write_tag(list_tag("Article"));
+        ctx.write_tag(list_tag("Tag"));
         Ok(UpdateArticlePayload {
             article: Article(article),
         })
@@ -65,6 +71,14 @@ impl ArticlesMutation {
     ) -> FieldResult<DeleteArticlePayload> {
         let viewer = ctx.viewer().require()?;
         let id = service::delete(ctx.db(), viewer, &slug).await?;
+        for tag in [
+            entity_tag("Article", id),
+            list_tag("Article"),
+            list_tag("Tag"),
+            list_tag("Comment"),
+        ] {
+            ctx.write_tag(tag);
+        }
         Ok(DeleteArticlePayload {
             deleted_id: GlobalId::encode(NodeKind::Article, id),
         })
@@ -78,6 +92,8 @@ impl ArticlesMutation {
     ) -> FieldResult<FavoriteArticlePayload> {
         let viewer = ctx.viewer().require()?;
         let article = service::favorite(ctx.db(), viewer, &slug).await?;
+        ctx.write_tag(entity_tag("Article", article.id));
+        ctx.write_tag(list_tag("Article"));
         Ok(FavoriteArticlePayload {
             article: Article(article),
         })
@@ -92,6 +108,8 @@ impl ArticlesMutation {
     ) -> FieldResult<UnfavoriteArticlePayload> {
         let viewer = ctx.viewer().require()?;
         let article = service::unfavorite(ctx.db(), viewer, &slug).await?;
+        ctx.write_tag(entity_tag("Article", article.id));
+        ctx.write_tag(list_tag("Article"));
         Ok(UnfavoriteArticlePayload {
             article: Article(article),
         })

@@ -4,6 +4,7 @@ use async_graphql::{Context, Object};
 
 use super::service::{self, ArticleFilter};
 use super::types::{Article, ArticleConnection, filtered_articles};
+use crate::cache::{entity_tag, feed_tag, list_tag};
 use crate::graphql::{ContextExt, FieldResult};
 
 /// Articles' part of `Query`.
@@ -18,7 +19,12 @@ impl ArticlesQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The article's slug.")] slug: String,
     ) -> FieldResult<Option<Article>> {
-        Ok(service::find_by_slug(ctx.db(), &slug).await?.map(Article))
+        ctx.read_tag(list_tag("Article"));
+        let article = service::find_by_slug(ctx.db(), &slug).await?;
+        if let Some(article) = &article {
+            ctx.read_tag(entity_tag("Article", article.id));
+        }
+        Ok(article.map(Article))
     }
 
     /// Articles, newest first; the filters combine (all must hold).
@@ -47,6 +53,7 @@ impl ArticlesQuery {
     }
 
     /// The viewer's feed: articles by the users they follow, newest first. UNAUTHENTICATED when anonymous.
+    #[graphql(cache_control(max_age = 60, private))]
     async fn feed(
         &self,
         ctx: &Context<'_>,
@@ -57,6 +64,7 @@ impl ArticlesQuery {
         after: Option<String>,
     ) -> FieldResult<ArticleConnection> {
         let viewer = ctx.viewer().require()?;
+        ctx.read_tag(feed_tag(viewer));
         let filter = ArticleFilter {
             feed_of: Some(viewer),
             ..ArticleFilter::default()

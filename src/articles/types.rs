@@ -7,9 +7,11 @@ use super::loaders::{
     FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages, UserPageKey,
 };
 use super::service::{self, ArticleFilter, UserList};
+use crate::cache::entity_tag;
 use crate::comments::types::{CommentConnection, comments_of_article};
 use crate::connection_types;
 use crate::error::{AppError, AppResult};
+use crate::graphql::CacheTagged;
 use crate::graphql::{ContextExt, DateTime, FieldResult, GlobalId, NodeKind, TotalCount};
 use crate::pagination::PageArgs;
 use crate::tags::loaders::TagsOfArticle;
@@ -21,8 +23,16 @@ use crate::users::types::User;
 #[derive(Debug, Clone)]
 pub struct Article(pub article::Model);
 
+impl CacheTagged for Article {
+    const KIND: &'static str = "Article";
+
+    fn cache_id(&self) -> Option<i64> {
+        Some(self.0.id)
+    }
+}
+
 /// A published article.
-#[Object]
+#[Object(cache_control(max_age = 60))]
 impl Article {
     /// The global id of this article.
     pub async fn id(&self) -> ID {
@@ -71,6 +81,7 @@ impl Article {
 
     /// Who wrote the article.
     async fn author(&self, ctx: &Context<'_>) -> FieldResult<User> {
+        ctx.read_tag(entity_tag("User", self.0.author_id));
         let author = ctx.loader::<UserById>().load_one(self.0.author_id).await?;
         author
             .map(User)
@@ -78,6 +89,7 @@ impl Article {
     }
 
     /// Whether the viewer favorited the article; false when anonymous.
+    #[graphql(cache_control(max_age = 60, private))]
     async fn favorited(&self, ctx: &Context<'_>) -> FieldResult<bool> {
         if ctx.viewer().user_id().is_none() {
             return Ok(false);

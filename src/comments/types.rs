@@ -6,8 +6,10 @@ use entity::comment;
 use super::loaders::{CommentCount, CommentPageKey, CommentPages};
 use crate::articles::loaders::ArticleById;
 use crate::articles::types::Article;
+use crate::cache::entity_tag;
 use crate::connection_types;
 use crate::error::{AppError, AppResult};
+use crate::graphql::CacheTagged;
 use crate::graphql::{ContextExt, DateTime, FieldResult, GlobalId, NodeKind, TotalCount};
 use crate::pagination::PageArgs;
 use crate::users::loaders::UserById;
@@ -17,8 +19,16 @@ use crate::users::types::User;
 #[derive(Debug, Clone)]
 pub struct Comment(pub comment::Model);
 
+impl CacheTagged for Comment {
+    const KIND: &'static str = "Comment";
+
+    fn cache_id(&self) -> Option<i64> {
+        Some(self.0.id)
+    }
+}
+
 /// A comment on an article.
-#[Object]
+#[Object(cache_control(max_age = 60))]
 impl Comment {
     /// The global id of this comment.
     pub async fn id(&self) -> ID {
@@ -42,6 +52,7 @@ impl Comment {
 
     /// Who wrote the comment.
     async fn author(&self, ctx: &Context<'_>) -> FieldResult<User> {
+        ctx.read_tag(entity_tag("User", self.0.author_id));
         let author = ctx.loader::<UserById>().load_one(self.0.author_id).await?;
         author
             .map(User)
@@ -50,6 +61,7 @@ impl Comment {
 
     /// The article the comment is on.
     async fn article(&self, ctx: &Context<'_>) -> FieldResult<Article> {
+        ctx.read_tag(entity_tag("Article", self.0.article_id));
         let article = ctx
             .loader::<ArticleById>()
             .load_one(self.0.article_id)

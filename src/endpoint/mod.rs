@@ -2,12 +2,13 @@
 //! limits, charge the client's cost budget, execute, refund what was not used, and answer with
 //! `extensions.cost`.
 
+pub mod execute;
 pub mod request;
 pub mod response;
 
 use std::net::{IpAddr, SocketAddr};
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::OperationType;
 use async_graphql::{ErrorExtensionValues, ErrorExtensions, Pos, ServerError, Variables};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -15,25 +16,17 @@ use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::Span;
 
+use self::execute::{Caller, Prepared};
 use self::request::RawOperation;
 use self::response::HttpError;
 use crate::app::AppState;
-use crate::auth::{ClientAddress, Viewer};
+use crate::auth::Viewer;
+use crate::cache::{CachePolicy, CacheStatus};
 use crate::error::code;
 use crate::graphql::analysis;
 use crate::graphql::cost::CostReport;
 use crate::graphql::limits;
 use crate::persisted::PersistedError;
-use crate::schema;
-
-/// An operation that passed every check and is ready to run.
-struct Prepared {
-    query: String,
-    document: ExecutableDocument,
-    operation_name: Option<String>,
-    variables: Variables,
-    cost: u64,
-}
 
 /// `GET` and `POST /graphql`: one operation, or a batch of them.
 pub async fn graphql(
@@ -108,7 +101,13 @@ pub async fn graphql(
                     response
                 })
                 .collect();
-            return response::graphql(responses, raw.batch, &headers, throttle);
+            return response::graphql(
+                responses,
+                raw.batch,
+                &headers,
+                throttle,
+                response::Caching::default(),
+            );
         }
     };
     let client = match viewer.user_id() {
@@ -170,37 +169,42 @@ pub async fn graphql(
             })
             .collect();
         span.record("outcome", "errors: RATE_LIMITED");
-        return response::graphql(responses, raw.batch, &headers, throttle);
+        return response::graphql(
+            responses,
+            raw.batch,
+            &headers,
+            throttle,
+            response::Caching::default(),
+        );
     }
 
+    let caller = Caller { viewer, address };
+    let single = prepared.len() == 1 && !raw.batch;
     let mut responses = Vec::with_capacity(prepared.len());
     let mut costs = Vec::with_capacity(prepared.len());
+    let mut cache_status = CacheStatus::Bypass;
+    let mut cache_control = None;
+    let mut is_query = false;
     for operation in prepared {
         let (response, cost) = match operation {
             Ok(operation) => {
-                let mut request = async_graphql::Request::new(operation.query)
-                    .variables(operation.variables.clone());
-                if let Some(name) = &operation.operation_name {
-                    request = request.operation_name(name);
-                }
-                request.set_parsed_query(operation.document.clone());
-                let request = schema::with_request_data(request, &state.db, viewer)
-                    .data(ClientAddress(address));
-                let response = state.schema.execute(request).await;
+                let (outcome, status) = execute::run(&state, &operation, caller, single).await;
                 let actual = analysis::actual_cost(
                     &operation.document,
                     operation.operation_name.as_deref(),
                     &operation.variables,
                     &state.schema_info,
-                    &response.data,
+                    &outcome.data,
                 )
                 .min(operation.cost);
-                (response, (operation.cost, actual))
+                is_query = operation.operation_type == OperationType::Query;
+                cache_status = status;
+                if is_query && outcome.errors.is_empty() {
+                    cache_control = CachePolicy::from_hints(outcome.hints);
+                }
+                (execute::response(outcome), (operation.cost, actual))
             }
-            Err((error, requested)) => (
-                async_graphql::Response::from_errors(vec![error]),
-                (requested, 0),
-            ),
+            Err((error, requested)) => (execute::refused(error), (requested, 0)),
         };
         responses.push(response);
         costs.push(cost);
@@ -233,7 +237,12 @@ pub async fn graphql(
         format!("errors: {}", codes.join(","))
     };
     span.record("outcome", outcome.as_str());
-    response::graphql(responses, raw.batch, &headers, throttle)
+    let caching = response::Caching {
+        status: cache_status,
+        policy: cache_control.filter(|_| single),
+        etag: single && is_query && method == Method::GET,
+    };
+    response::graphql(responses, raw.batch, &headers, throttle, caching)
 }
 
 /// Why an operation does not run.
@@ -286,7 +295,8 @@ async fn prepare(
             "Mutations must be sent with POST",
         )));
     }
-    let variables = Variables::from_json(serde_json::Value::Object(operation.variables));
+    let variables_json = serde_json::Value::Object(operation.variables);
+    let variables = Variables::from_json(variables_json.clone());
     let analysis = analysis::analyze(
         &document,
         operation_name.as_deref(),
@@ -302,6 +312,8 @@ async fn prepare(
         document,
         operation_name,
         variables,
+        variables_json,
+        operation_type: analysis.operation_type,
         cost: analysis.requested_cost,
     })
 }

@@ -2,10 +2,12 @@
 //! JSON errors of requests that never reach GraphQL.
 
 use async_graphql::Value;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::cache::{CachePolicy, CacheStatus};
 use crate::error::code;
+use crate::persisted::sha256_hex;
 use crate::rate_limit::Decision;
 
 /// The official GraphQL-over-HTTP media type.
@@ -58,7 +60,15 @@ impl IntoResponse for HttpError {
         let body = serde_json::json!({
             "errors": [{ "message": self.message, "extensions": extensions }]
         });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = (
+            self.status,
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (HeaderName::from_static("x-cache"), "BYPASS"),
+            ],
+            axum::Json(body),
+        )
+            .into_response();
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             response
                 .headers_mut()
@@ -82,12 +92,34 @@ pub fn overloaded() -> Response {
     response
 }
 
+/// How the response relates to caches.
+#[derive(Debug, Clone, Copy)]
+pub struct Caching {
+    /// Where the response came from (`X-Cache`).
+    pub status: CacheStatus,
+    /// Its cache policy; `None` sends `Cache-Control: no-store` (mutations, errors, batches).
+    pub policy: Option<CachePolicy>,
+    /// Whether to send an `ETag` and answer a matching `If-None-Match` with 304 (GET queries).
+    pub etag: bool,
+}
+
+impl Default for Caching {
+    fn default() -> Self {
+        Self {
+            status: CacheStatus::Bypass,
+            policy: None,
+            etag: false,
+        }
+    }
+}
+
 /// The HTTP response for GraphQL `responses` (an array when `batch`), negotiated by `request_headers`.
 pub fn graphql(
     responses: Vec<async_graphql::Response>,
     batch: bool,
     request_headers: &HeaderMap,
     throttle: Option<Decision>,
+    caching: Caching,
 ) -> Response {
     let accept = request_headers
         .get(header::ACCEPT)
@@ -132,8 +164,38 @@ pub fn graphql(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let mut response = (status, body).into_response();
+    let etag = (caching.etag && status == StatusCode::OK)
+        .then(|| format!("\"{}\"", &sha256_hex(&body)[..32]));
+    let not_modified = etag.as_deref().is_some_and(|etag| {
+        request_headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|candidates| {
+                candidates.split(',').any(|candidate| {
+                    let candidate = candidate.trim();
+                    candidate == "*" || candidate.trim_start_matches("W/") == etag
+                })
+            })
+    });
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (status, body).into_response()
+    };
     let headers = response.headers_mut();
+    headers.insert("x-cache", HeaderValue::from_static(caching.status.header()));
+    let cache_control = caching
+        .policy
+        .map_or_else(|| "no-store".to_owned(), |policy| policy.header());
+    if let Ok(value) = HeaderValue::from_str(&cache_control) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    if let Some(etag) = etag.and_then(|etag| HeaderValue::from_str(&etag).ok()) {
+        headers.insert(header::ETAG, etag);
+    }
+    if not_modified {
+        return response;
+    }
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(if official {

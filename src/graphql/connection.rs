@@ -7,6 +7,7 @@ use crate::pagination::Page;
 
 /// Information to aid in pagination.
 #[derive(Debug, Clone, SimpleObject)]
+#[graphql(cache_control(max_age = 60))]
 pub struct PageInfo {
     /// Whether more items follow this page: ask again with `after: endCursor`.
     pub has_next_page: bool,
@@ -41,11 +42,34 @@ pub trait TotalCount: Send + Sync {
 /// ```text
 /// connection_types!(ArticleConnection, ArticleEdge, Article, ArticleCount);
 /// ```
+/// A node type of a connection, for the response cache's tags.
+pub trait CacheTagged {
+    /// The kind of entity, as in its tags (`Article`).
+    const KIND: &'static str;
+    /// The entity's id, when it has one.
+    fn cache_id(&self) -> Option<i64>;
+}
+
+/// Records that the response read the list of `T` and each of `items`.
+pub fn record_list<'a, T: CacheTagged + 'a>(
+    ctx: &async_graphql::Context<'_>,
+    items: impl Iterator<Item = &'a T>,
+) {
+    use crate::graphql::ContextExt;
+    ctx.read_tag(crate::cache::list_tag(T::KIND));
+    for item in items {
+        if let Some(id) = item.cache_id() {
+            ctx.read_tag(crate::cache::entity_tag(T::KIND, id));
+        }
+    }
+}
+
 #[macro_export]
 macro_rules! connection_types {
     ($connection:ident, $edge:ident, $node:ty, $count:ty) => {
         #[doc = "An item of a connection with its cursor."]
         #[derive(async_graphql::SimpleObject)]
+        #[graphql(cache_control(max_age = 60))]
         pub struct $edge {
             /// A cursor for use in pagination: pass it as `after` to get the items that follow this one.
             pub cursor: String,
@@ -76,26 +100,37 @@ macro_rules! connection_types {
         }
 
         #[doc = "A page of a list, with Relay-style edges, the nodes alone, page info and the total count."]
-        #[async_graphql::Object]
+        #[async_graphql::Object(cache_control(max_age = 60))]
         impl $connection {
             /// The items of this page, each with its cursor.
-            async fn edges(&self) -> &[$edge] {
+            async fn edges(&self, ctx: &async_graphql::Context<'_>) -> &[$edge] {
+                self.record(ctx);
                 &self.edges
             }
 
             /// The items of this page, without cursors.
-            async fn nodes(&self) -> Vec<&$node> {
+            async fn nodes(&self, ctx: &async_graphql::Context<'_>) -> Vec<&$node> {
+                self.record(ctx);
                 self.edges.iter().map(|edge| &edge.node).collect()
             }
 
             /// Information to aid in pagination.
-            async fn page_info(&self) -> &$crate::graphql::PageInfo {
+            async fn page_info(&self, ctx: &async_graphql::Context<'_>) -> &$crate::graphql::PageInfo {
+                self.record(ctx);
                 &self.page_info
             }
 
             /// How many items the whole list holds, across all pages.
             async fn total_count(&self, ctx: &async_graphql::Context<'_>) -> $crate::graphql::FieldResult<i64> {
+                self.record(ctx);
                 Ok($crate::graphql::TotalCount::total_count(&self.count, ctx).await?)
+            }
+        }
+
+        impl $connection {
+            /// Records the tags of this page for the response cache.
+            fn record(&self, ctx: &async_graphql::Context<'_>) {
+                $crate::graphql::connection::record_list(ctx, self.edges.iter().map(|edge| &edge.node));
             }
         }
     };

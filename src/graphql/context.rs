@@ -5,6 +5,7 @@ use async_graphql::dataloader::DataLoader;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::{Passwords, Tokens, Viewer};
+use crate::cache::{ReadTags, WrittenTags};
 
 /// Shortcuts on [`Context`]; the data is put there by the schema and the request handler.
 pub trait ContextExt {
@@ -18,6 +19,10 @@ pub trait ContextExt {
     fn tokens(&self) -> &Tokens;
     /// This request's DataLoader of `L`.
     fn loader<L: Send + Sync + 'static>(&self) -> &DataLoader<L>;
+    /// Records that the response depends on `tag` (for the response cache).
+    fn read_tag(&self, tag: String);
+    /// Records that this mutation changed what `tag` stands for (invalidated after it commits).
+    fn write_tag(&self, tag: String);
 }
 
 impl ContextExt for Context<'_> {
@@ -39,5 +44,17 @@ impl ContextExt for Context<'_> {
 
     fn loader<L: Send + Sync + 'static>(&self) -> &DataLoader<L> {
         self.data_unchecked()
+    }
+
+    fn read_tag(&self, tag: String) {
+        if let Some(tags) = self.data_opt::<ReadTags>() {
+            tags.0.add(tag);
+        }
+    }
+
+    fn write_tag(&self, tag: String) {
+        if let Some(tags) = self.data_opt::<WrittenTags>() {
+            tags.0.add(tag);
+        }
     }
 }

@@ -9,7 +9,7 @@ pub mod limits;
 pub mod logging;
 pub mod scalars;
 
-pub use connection::{PageInfo, TotalCount};
+pub use connection::{CacheTagged, PageInfo, TotalCount};
 pub use context::ContextExt;
 pub use id::{GlobalId, NodeKind};
 pub use scalars::DateTime;

@@ -8,6 +8,7 @@ use super::types::{
     UnfollowUserPayload, UpdateViewerInput, UpdateViewerPayload, User,
 };
 use crate::auth::{AuthThrottle, ClientAddress};
+use crate::cache::{entity_tag, feed_tag, list_tag};
 use crate::error::AppError;
 use crate::graphql::{ContextExt, FieldResult};
 
@@ -46,6 +47,7 @@ impl UsersMutation {
             password: input.password,
         };
         let user = service::register(ctx.db(), ctx.passwords(), registration).await?;
+        ctx.write_tag(list_tag("User"));
         Ok(RegisterPayload {
             token: issue_token(ctx, user.id)?,
             user: User(user),
@@ -90,6 +92,8 @@ impl UsersMutation {
             image: input.image,
         };
         let user = service::update_account(ctx.db(), ctx.passwords(), user_id, changes).await?;
+        ctx.write_tag(entity_tag("User", user.id));
+        ctx.write_tag(list_tag("User"));
         Ok(UpdateViewerPayload {
             token: issue_token(ctx, user.id)?,
             user: User(user),
@@ -105,6 +109,8 @@ impl UsersMutation {
     ) -> FieldResult<FollowUserPayload> {
         let viewer = ctx.viewer().require()?;
         let user = service::follow(ctx.db(), viewer, &username).await?;
+        ctx.write_tag(entity_tag("User", user.id));
+        ctx.write_tag(feed_tag(viewer));
         Ok(FollowUserPayload { user: User(user) })
     }
 
@@ -116,6 +122,8 @@ impl UsersMutation {
     ) -> FieldResult<UnfollowUserPayload> {
         let viewer = ctx.viewer().require()?;
         let user = service::unfollow(ctx.db(), viewer, &username).await?;
+        ctx.write_tag(entity_tag("User", user.id));
+        ctx.write_tag(feed_tag(viewer));
         Ok(UnfollowUserPayload { user: User(user) })
     }
 }

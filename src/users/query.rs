@@ -5,6 +5,7 @@ use async_graphql::{Context, Object};
 use super::loaders::UserById;
 use super::service;
 use super::types::User;
+use crate::cache::{entity_tag, list_tag};
 use crate::graphql::{ContextExt, FieldResult};
 
 /// Users' part of `Query`.
@@ -14,10 +15,12 @@ pub struct UsersQuery;
 #[Object]
 impl UsersQuery {
     /// The signed-in user; null when anonymous.
+    #[graphql(cache_control(max_age = 60, private))]
     async fn viewer(&self, ctx: &Context<'_>) -> FieldResult<Option<User>> {
         let Some(user_id) = ctx.viewer().user_id() else {
             return Ok(None);
         };
+        ctx.read_tag(entity_tag("User", user_id));
         Ok(ctx.loader::<UserById>().load_one(user_id).await?.map(User))
     }
 
@@ -27,8 +30,11 @@ impl UsersQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The username to look up, case-insensitively.")] username: String,
     ) -> FieldResult<Option<User>> {
-        Ok(service::find_by_username(ctx.db(), &username)
-            .await?
-            .map(User))
+        ctx.read_tag(list_tag("User"));
+        let user = service::find_by_username(ctx.db(), &username).await?;
+        if let Some(user) = &user {
+            ctx.read_tag(entity_tag("User", user.id));
+        }
+        Ok(user.map(User))
     }
 }

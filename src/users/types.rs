@@ -6,14 +6,23 @@ use entity::user;
 use super::loaders::{FollowedByViewer, FollowerCount};
 use crate::articles::service::UserList;
 use crate::articles::types::{ArticleConnection, user_articles};
+use crate::graphql::CacheTagged;
 use crate::graphql::{ContextExt, DateTime, FieldResult, GlobalId, NodeKind};
 
 /// A person with an account: their public profile, and their email when they look at themselves.
 #[derive(Debug, Clone)]
 pub struct User(pub user::Model);
 
+impl CacheTagged for User {
+    const KIND: &'static str = "User";
+
+    fn cache_id(&self) -> Option<i64> {
+        Some(self.0.id)
+    }
+}
+
 /// A person with an account: their public profile, and their email when they look at themselves.
-#[Object]
+#[Object(cache_control(max_age = 60))]
 impl User {
     /// The global id of this user.
     pub async fn id(&self) -> ID {
@@ -26,6 +35,7 @@ impl User {
     }
 
     /// The email address: visible to the user themself only, null for everyone else.
+    #[graphql(cache_control(max_age = 60, private))]
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
         (ctx.viewer().user_id() == Some(self.0.id)).then_some(self.0.email.as_str())
     }
@@ -41,6 +51,7 @@ impl User {
     }
 
     /// Whether the viewer follows this user; false when anonymous.
+    #[graphql(cache_control(max_age = 60, private))]
     async fn following(&self, ctx: &Context<'_>) -> FieldResult<bool> {
         if ctx.viewer().user_id().is_none() {
             return Ok(false);

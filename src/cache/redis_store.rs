@@ -1,0 +1,171 @@
+//! The Redis store: entries, tag versions and the generation in Redis, each operation one Lua
+//! script, so every instance sees the same entries and the same invalidations at once.
+//! (Scripts read keys they derive from their arguments: a single Redis, not Redis Cluster.)
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use redis::Script;
+
+use super::store::{CacheStore, StoreError};
+use crate::redis_client::RedisClient;
+
+/// How long a tag's version outlives its last change (far beyond any entry's life).
+const TAG_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// Entry layout: `versions\ntags\npayload`, tags separated by tabs, versions by commas.
+static GET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local first = string.find(raw, '\n', 1, true)
+local second = string.find(raw, '\n', first + 1, true)
+local versions = string.sub(raw, 1, first - 1)
+local tags = string.sub(raw, first + 1, second - 1)
+local index = 1
+local expected = {}
+for version in string.gmatch(versions, '[^,]+') do expected[#expected + 1] = version end
+for tag in string.gmatch(tags, '[^\t]+') do
+  local current = redis.call('GET', ARGV[1] .. tag) or '0'
+  if current ~= expected[index] then return false end
+  index = index + 1
+end
+return string.sub(raw, second + 1)
+",
+    )
+});
+
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local generation = redis.call('GET', ARGV[1] .. '#generation') or '0'
+if generation ~= ARGV[2] then return 0 end
+local versions = {}
+local tags = {}
+for index = 5, #ARGV do
+  tags[#tags + 1] = ARGV[index]
+  versions[#versions + 1] = redis.call('GET', ARGV[1] .. ARGV[index]) or '0'
+end
+local raw = table.concat(versions, ',') .. '\n' .. table.concat(tags, '\t') .. '\n' .. ARGV[4]
+redis.call('SET', KEYS[1], raw, 'PX', ARGV[3])
+return 1
+",
+    )
+});
+
+static INVALIDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('INCR', ARGV[1] .. '#generation')
+for index = 3, #ARGV do
+  redis.call('INCR', ARGV[1] .. ARGV[index])
+  redis.call('EXPIRE', ARGV[1] .. ARGV[index], ARGV[2])
+end
+return 1
+",
+    )
+});
+
+/// Response cache entries in Redis.
+pub struct RedisStore {
+    redis: RedisClient,
+}
+
+impl RedisStore {
+    /// Entries under the client's prefix.
+    pub fn new(redis: RedisClient) -> Self {
+        Self { redis }
+    }
+
+    fn entry_key(&self, key: &str) -> String {
+        self.redis.key(&format!("cache:entry:{key}"))
+    }
+
+    fn tag_prefix(&self) -> String {
+        self.redis.key("cache:tag:")
+    }
+}
+
+impl CacheStore for RedisStore {
+    fn generation(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let key = format!("{}#generation", self.tag_prefix());
+            let generation: Option<u64> = self
+                .redis
+                .run(|mut connection| async move {
+                    redis::cmd("GET")
+                        .arg(key)
+                        .query_async(&mut connection)
+                        .await
+                })
+                .await?;
+            Ok(generation.unwrap_or(0))
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        Box::pin(async move {
+            let (entry, prefix) = (self.entry_key(key), self.tag_prefix());
+            let payload: Option<Vec<u8>> = self
+                .redis
+                .run(|mut connection| async move {
+                    GET.key(entry)
+                        .arg(prefix)
+                        .invoke_async(&mut connection)
+                        .await
+                })
+                .await?;
+            Ok(payload)
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        generation: u64,
+        ttl: Duration,
+        tags: &'a [String],
+        payload: Vec<u8>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let (entry, prefix) = (self.entry_key(key), self.tag_prefix());
+            let millis = ttl.as_millis().max(1) as u64;
+            let stored: i64 = self
+                .redis
+                .run(|mut connection| async move {
+                    let mut invocation = PUT.key(entry);
+                    invocation
+                        .arg(prefix)
+                        .arg(generation.to_string())
+                        .arg(millis)
+                        .arg(payload);
+                    for tag in tags {
+                        invocation.arg(tag.as_str());
+                    }
+                    invocation.invoke_async(&mut connection).await
+                })
+                .await?;
+            Ok(stored == 1)
+        })
+    }
+
+    fn invalidate<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let prefix = self.tag_prefix();
+            let _: i64 = self
+                .redis
+                .run(|mut connection| async move {
+                    let mut invocation = INVALIDATE.prepare_invoke();
+                    invocation.arg(prefix).arg(TAG_TTL_SECONDS);
+                    for tag in tags {
+                        invocation.arg(tag.as_str());
+                    }
+                    invocation.invoke_async(&mut connection).await
+                })
+                .await?;
+            Ok(())
+        })
+    }
+}
