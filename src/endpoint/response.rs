@@ -164,8 +164,11 @@ pub fn graphql(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    let etag = (caching.etag && status == StatusCode::OK)
-        .then(|| format!("\"{}\"", &sha256_hex(&body)[..32]));
+    // The entity is the data: `extensions.cost` (the budget) changes with every request.
+    let etag = (caching.etag && status == StatusCode::OK && !batch)
+        .then(|| serde_json::to_vec(&responses[0].data).ok())
+        .flatten()
+        .map(|data| format!("\"{}\"", &sha256_hex(&data)[..32]));
     let not_modified = etag.as_deref().is_some_and(|etag| {
         request_headers
             .get(header::IF_NONE_MATCH)

@@ -2,6 +2,7 @@
 //! SQLite by default; a fresh PostgreSQL database per test when `TEST_DATABASE_URL` is set.
 
 mod articles;
+mod cache;
 mod comments;
 mod concurrency;
 mod hardening;
@@ -12,5 +13,6 @@ mod n_plus_one;
 mod nodes;
 mod persisted;
 mod rate_limit;
+mod redis_proxy;
 mod tags;
 mod users;
