@@ -96,10 +96,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.rate_limit_restore_rate = u32::MAX;
     config.redis_url = args.redis_url.clone();
     config.redis_prefix = format!("conduit-bench:{}:", std::process::id());
-    let app = App::build(&config).await?;
-    let addr = app.local_addr()?;
-    let db = app.state().db.clone();
-    let statements = app.state().statements.clone();
+    // Two servers on one database: without and with the response cache (in Redis with
+    // `--redis-url`, in process otherwise).
+    config.cache = false;
+    let uncached = App::build(&config).await?;
+    config.cache = true;
+    let cached = App::build(&config).await?;
+    let db = uncached.state().db.clone();
 
     let backend = if database_url.starts_with("sqlite") {
         "SQLite"
@@ -114,48 +117,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     seed(&db, &args).await?;
     println!("seeded in {:.1} s", started.elapsed().as_secs_f64());
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
+    let mut servers = Vec::new();
+    let mut stops = Vec::new();
+    for (name, app) in [("uncached", uncached), ("cached", cached)] {
+        let url = format!("http://{}/graphql", app.local_addr()?);
+        let statements = app.state().statements.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        servers.push((
+            name,
+            url,
+            statements,
+            tokio::spawn(app.run(async {
+                let _ = stopped.await;
+            })),
+        ));
+        stops.push(stop);
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let url = format!("http://{addr}/graphql");
 
     println!(
-        "\n{} concurrent clients, {} s per scenario, over HTTP on {addr}\n",
+        "\n{} concurrent clients, {} s per scenario, anonymous, over HTTP on 127.0.0.1\n",
         args.concurrency, args.seconds
     );
     for scenario in SCENARIOS {
-        // Warm up connections and caches of the database.
-        for _ in 0..20 {
-            send(&client, &url, scenario.query).await?;
-        }
-        let statements_before = statements.get();
-        let report = measure(
-            &client,
-            &url,
-            scenario.query,
-            args.concurrency,
-            args.seconds,
-        )
-        .await?;
-        let per_request =
-            (statements.get() - statements_before) as f64 / report.requests.max(1) as f64;
         println!("{}", scenario.name);
-        println!(
-            "  {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   {} requests, {:.1} SQL statements each",
-            report.requests as f64 / report.elapsed.as_secs_f64(),
-            millis(report.percentile(0.50)),
-            millis(report.percentile(0.99)),
-            millis(report.percentile(1.0)),
-            report.requests,
-            per_request,
-        );
+        for (name, url, statements, _) in &servers {
+            // Warm up connections, the database's caches and (cached) the entry.
+            for _ in 0..20 {
+                send(&client, url, scenario.query).await?;
+            }
+            let statements_before = statements.get();
+            let report =
+                measure(&client, url, scenario.query, args.concurrency, args.seconds).await?;
+            let per_request =
+                (statements.get() - statements_before) as f64 / report.requests.max(1) as f64;
+            println!(
+                "  {name:>8} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms   max {:>7.2} ms   {} requests, {:.2} SQL statements each",
+                report.requests as f64 / report.elapsed.as_secs_f64(),
+                millis(report.percentile(0.50)),
+                millis(report.percentile(0.99)),
+                millis(report.percentile(1.0)),
+                report.requests,
+                per_request,
+            );
+        }
     }
-    let _ = stop.send(());
-    server.await??;
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for (_, _, _, server) in servers {
+        server.await??;
+    }
     drop(temp);
     Ok(())
 }
