@@ -33,6 +33,7 @@ use crate::db::{self, StatementCounter};
 use crate::error::AppError;
 use crate::graphql::analysis::SchemaInfo;
 use crate::graphql::limits::Limits;
+use crate::metrics::Metrics;
 use crate::persisted::PersistedQueries;
 use crate::rate_limit::{BucketPolicy, RateLimiter};
 use crate::redis_client::RedisClient;
@@ -63,6 +64,10 @@ pub struct AppState {
     pub http: HttpSettings,
     /// The response cache, unless turned off.
     pub cache: Option<Arc<ResponseCache>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Whether introspection (and `/schema.graphql`) is enabled.
+    pub introspection: bool,
 }
 
 /// Limits and settings of the HTTP layer.
@@ -177,6 +182,8 @@ impl App {
                 limiter,
                 cost_bucket: config.rate_limit.then(|| config.cost_bucket()),
                 persisted: PersistedQueries::new(redis.clone(), trusted),
+                metrics: Arc::new(Metrics::default()),
+                introspection: config.introspection,
                 cache: config.cache.then(|| {
                     let store: Arc<dyn CacheStore> = match &redis {
                         Some(redis) => Arc::new(RedisStore::new(redis.clone())),
@@ -335,6 +342,7 @@ pub fn router(state: AppState) -> Router {
         .route("/playground", get(playground))
         .route("/schema.graphql", get(schema_sdl))
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .layer(layers)
         .with_state(state)
 }
@@ -390,11 +398,27 @@ async fn playground() -> impl IntoResponse {
     )
 }
 
-/// `GET /schema.graphql`: the schema in SDL, for tools and code generators.
-async fn schema_sdl(State(state): State<AppState>) -> impl IntoResponse {
+/// `GET /schema.graphql`: the schema in SDL, for tools and code generators (404 when
+/// introspection is off).
+async fn schema_sdl(State(state): State<AppState>) -> axum::response::Response {
+    if !state.introspection {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         state.schema.sdl(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: counters in the Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
     )
 }
 

@@ -99,6 +99,10 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_REDIS_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub redis_timeout_ms: u64,
 
+    /// Introspection and `GET /schema.graphql` (`true` or `false`).
+    #[arg(long, env = "CONDUIT_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub introspection: bool,
+
     /// The response cache (`true` or `false`): in Redis with `REDIS_URL`, in process otherwise.
     #[arg(long, env = "CONDUIT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub cache: bool,

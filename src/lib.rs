@@ -12,6 +12,7 @@ pub mod db;
 pub mod endpoint;
 pub mod error;
 pub mod graphql;
+pub mod metrics;
 pub mod node;
 pub mod pagination;
 pub mod persisted;

@@ -69,6 +69,15 @@ impl Article {
             .collect())
     }
 
+    /// The names of the article's tags, in alphabetical order, as RealWorld frontends know them.
+    #[graphql(
+        deprecation = "Use `tags { name }`: tags are objects, with room for more than a name."
+    )]
+    async fn tag_list(&self, ctx: &Context<'_>) -> FieldResult<Vec<String>> {
+        let names = ctx.loader::<TagsOfArticle>().load_one(self.0.id).await?;
+        Ok(names.unwrap_or_default())
+    }
+
     /// When the article was published; never changes.
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()

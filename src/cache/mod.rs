@@ -120,11 +120,11 @@ pub struct Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
     /// Served from the cache (or from an identical request running at the same time).
-    Hit,
+    Hit = 0,
     /// Computed, and stored when its policy allows.
-    Miss,
+    Miss = 1,
     /// Not cacheable (mutation, batch, error) or the cache is unavailable.
-    Bypass,
+    Bypass = 2,
 }
 
 impl CacheStatus {

@@ -28,6 +28,8 @@ pub struct Prepared {
     pub operation_type: OperationType,
     /// The requested cost.
     pub cost: u64,
+    /// The deprecated fields it selects, with their reasons.
+    pub deprecated: Vec<(String, String)>,
 }
 
 /// Who sends the operation.
@@ -120,6 +122,9 @@ async fn execute(
         request = request.operation_name(name);
     }
     request.set_parsed_query(operation.document.clone());
+    if !state.introspection {
+        request = request.disable_introspection();
+    }
     let writes = WrittenTags::default();
     let mut request = schema::with_request_data(request, &state.db, caller.viewer)
         .data(ClientAddress(caller.address))

@@ -189,6 +189,7 @@ pub async fn graphql(
         let (response, cost) = match operation {
             Ok(operation) => {
                 let (outcome, status) = execute::run(&state, &operation, caller, single).await;
+                state.metrics.response(status);
                 let actual = analysis::actual_cost(
                     &operation.document,
                     operation.operation_name.as_deref(),
@@ -202,7 +203,9 @@ pub async fn graphql(
                 if is_query && outcome.errors.is_empty() {
                     cache_control = CachePolicy::from_hints(outcome.hints);
                 }
-                (execute::response(outcome), (operation.cost, actual))
+                let mut response = execute::response(outcome);
+                report_deprecations(&state, &operation.deprecated, &mut response);
+                (response, (operation.cost, actual))
             }
             Err((error, requested)) => (execute::refused(error), (requested, 0)),
         };
@@ -304,6 +307,13 @@ async fn prepare(
         &state.schema_info,
         &state.limits,
     )?;
+    if analysis.introspection && !state.introspection {
+        let mut error = ServerError::new("Introspection is disabled on this server", None);
+        let mut extensions = ErrorExtensionValues::default();
+        extensions.set("code", code::GRAPHQL_VALIDATION_FAILED);
+        error.extensions = Some(extensions);
+        return Err(Failure::GraphQl(error, 0));
+    }
     if let Some(hash) = &resolved.register {
         state.persisted.register(hash, &resolved.query).await;
     }
@@ -315,7 +325,38 @@ async fn prepare(
         variables_json,
         operation_type: analysis.operation_type,
         cost: analysis.requested_cost,
+        deprecated: analysis.deprecated,
     })
+}
+
+/// Counts and logs the deprecated fields an operation used, and tells the caller in
+/// `extensions.deprecations: [{ field, reason }]`.
+fn report_deprecations(
+    state: &AppState,
+    deprecated: &[(String, String)],
+    response: &mut async_graphql::Response,
+) {
+    if deprecated.is_empty() {
+        return;
+    }
+    let mut list = Vec::with_capacity(deprecated.len());
+    for (field, reason) in deprecated {
+        state.metrics.deprecated_field_used(field);
+        tracing::info!(field = %field, "deprecated field used");
+        let mut entry = async_graphql::indexmap::IndexMap::new();
+        entry.insert(
+            async_graphql::Name::new("field"),
+            async_graphql::Value::from(field.as_str()),
+        );
+        entry.insert(
+            async_graphql::Name::new("reason"),
+            async_graphql::Value::from(reason.as_str()),
+        );
+        list.push(async_graphql::Value::Object(entry));
+    }
+    response
+        .extensions
+        .insert("deprecations".into(), async_graphql::Value::List(list));
 }
 
 fn persisted_error(err: &PersistedError) -> ServerError {

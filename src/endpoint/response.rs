@@ -142,9 +142,7 @@ pub fn graphql(
             }
         })
         .max();
-    let request_error = responses
-        .iter()
-        .all(|response| matches!(response.data, Value::Null) && !response.errors.is_empty());
+    let request_error = responses.iter().all(is_request_error);
     let status = if retry_after.is_some() {
         StatusCode::TOO_MANY_REQUESTS
     } else if official && request_error && !batch {
@@ -152,10 +150,11 @@ pub fn graphql(
     } else {
         StatusCode::OK
     };
+    let results: Vec<serde_json::Value> = responses.iter().map(result_json).collect();
     let body = if batch {
-        serde_json::to_vec(&responses)
+        serde_json::to_vec(&results)
     } else {
-        serde_json::to_vec(&responses[0])
+        serde_json::to_vec(&results[0])
     };
     let body = match body {
         Ok(body) => body,
@@ -225,4 +224,27 @@ pub fn graphql(
         );
     }
     response
+}
+
+/// Whether the request failed before execution began (parse, validation, limits, budget): all
+/// its errors lie outside any field.
+fn is_request_error(response: &async_graphql::Response) -> bool {
+    matches!(response.data, Value::Null)
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty())
+}
+
+/// The JSON of one result; a request that failed before execution has no `data` entry, as the
+/// GraphQL specification asks.
+fn result_json(response: &async_graphql::Response) -> serde_json::Value {
+    let mut json = serde_json::to_value(response).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot serialize a GraphQL response");
+        serde_json::json!({ "errors": [{ "message": "Internal server error" }] })
+    });
+    if is_request_error(response)
+        && let Some(object) = json.as_object_mut()
+    {
+        object.remove("data");
+    }
+    json
 }

@@ -34,6 +34,8 @@ pub struct SchemaInfo {
 struct TypeInfo {
     /// Field name -> the named type it returns.
     fields: HashMap<String, String>,
+    /// Deprecated field name -> the reason.
+    deprecated: HashMap<String, String>,
 }
 
 impl SchemaInfo {
@@ -63,6 +65,25 @@ impl SchemaInfo {
                         TypeKind::Union(_) => Vec::new(),
                         _ => continue,
                     };
+                    let deprecated = fields
+                        .iter()
+                        .filter_map(|field| {
+                            let directive = field
+                                .node
+                                .directives
+                                .iter()
+                                .find(|directive| directive.node.name.node == "deprecated")?;
+                            let reason = directive
+                                .node
+                                .get_argument("reason")
+                                .and_then(|reason| match &reason.node {
+                                    Value::String(reason) => Some(reason.clone()),
+                                    _ => None,
+                                })
+                                .unwrap_or_else(|| "No longer supported".to_owned());
+                            Some((field.node.name.node.to_string(), reason))
+                        })
+                        .collect();
                     let fields = fields
                         .into_iter()
                         .map(|field| {
@@ -77,13 +98,23 @@ impl SchemaInfo {
                             (field.node.name.node.to_string(), named)
                         })
                         .collect();
-                    info.types
-                        .insert(definition.name.node.to_string(), TypeInfo { fields });
+                    info.types.insert(
+                        definition.name.node.to_string(),
+                        TypeInfo { fields, deprecated },
+                    );
                 }
                 TypeSystemDefinition::Directive(_) => {}
             }
         }
         Ok(info)
+    }
+
+    fn deprecation(&self, parent: &str, field: &str) -> Option<&str> {
+        self.types
+            .get(parent)?
+            .deprecated
+            .get(field)
+            .map(String::as_str)
     }
 
     fn field_type(&self, parent: &str, field: &str) -> Option<&str> {
@@ -108,12 +139,16 @@ impl SchemaInfo {
 }
 
 /// What the analysis found out about an operation that is within the limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Analysis {
     /// The cost points the operation may use at most.
     pub requested_cost: u64,
     /// Query or mutation.
     pub operation_type: OperationType,
+    /// The deprecated fields it selects (`Type.field`) with the reason of each.
+    pub deprecated: Vec<(String, String)>,
+    /// Whether it selects `__schema` or `__type`.
+    pub introspection: bool,
 }
 
 /// The operation that a request runs: the named one, or the only one.
@@ -144,6 +179,8 @@ pub fn analyze(
         return Ok(Analysis {
             requested_cost: 0,
             operation_type: OperationType::Query,
+            deprecated: Vec::new(),
+            introspection: false,
         });
     };
     check_fragments(document, &operation.selection_set.node, limits)?;
@@ -183,6 +220,8 @@ pub fn analyze(
     Ok(Analysis {
         requested_cost: cost,
         operation_type: operation.ty,
+        deprecated: walker.deprecated.into_iter().collect(),
+        introspection: walker.introspection,
     })
 }
 
@@ -294,6 +333,8 @@ struct Walker<'a> {
     selections: usize,
     aliases: usize,
     max_depth: usize,
+    deprecated: std::collections::BTreeMap<String, String>,
+    introspection: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -321,6 +362,8 @@ impl<'a> Walker<'a> {
             selections: 0,
             aliases: 0,
             max_depth: 0,
+            deprecated: std::collections::BTreeMap::new(),
+            introspection: false,
         }
     }
 
@@ -481,10 +524,15 @@ impl<'a> Walker<'a> {
                     ));
                 }
             }
+            self.introspection |= matches!(name, "__schema" | "__type");
             let children = self.children("", fields)?;
             self.selection_cost(&children, depth, Some(lists))?;
             return Ok(u64::from(matches!(name, "__schema" | "__type")));
         };
+        if let Some(reason) = self.schema.deprecation(selected_on, name) {
+            self.deprecated
+                .insert(format!("{selected_on}.{name}"), reason.to_owned());
+        }
         let mutation_cost = if depth == 1 && *selected_on == self.schema.mutation {
             MUTATION_COST
         } else {

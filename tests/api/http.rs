@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{data, spawn_app};
+use crate::helpers::{data, error_code, spawn_app};
 
 #[tokio::test]
 async fn queries_work_over_get_and_mutations_over_get_are_refused() {
@@ -165,4 +165,48 @@ async fn a_database_failure_reaches_the_client_as_an_opaque_internal_error() {
     }
     let health = app.get("/health").await;
     assert_eq!(health.status(), 200, "the server keeps serving");
+}
+
+#[tokio::test]
+async fn a_deprecated_field_works_is_reported_and_counted() {
+    let app = spawn_app().await;
+    let token = app.register("writer").await;
+    let slug = app.create_article(&token, "Tagged", &["b", "a"]).await;
+    let query = format!(r#"{{ article(slug: "{slug}") {{ tagList tags {{ name }} }} }}"#);
+    let response = app.gql(&query, json!({})).await;
+    assert_eq!(data(&response)["article"]["tagList"], json!(["a", "b"]));
+    let deprecations = &response["extensions"]["deprecations"];
+    assert_eq!(deprecations[0]["field"], "Article.tagList");
+    assert!(
+        deprecations[0]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("tags"))
+    );
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("conduit_deprecated_field_uses_total{field=\"Article.tagList\"} 1"),
+        "{metrics}"
+    );
+    // Its replacement is not reported.
+    let current = app
+        .gql(
+            &format!(r#"{{ article(slug: "{slug}") {{ tags {{ name }} }} }}"#),
+            json!({}),
+        )
+        .await;
+    assert!(current["extensions"]["deprecations"].is_null());
+}
+
+#[tokio::test]
+async fn introspection_can_be_turned_off() {
+    let app = crate::helpers::spawn_app_with(|config| config.introspection = false).await;
+    let response = app.gql("{ __schema { types { name } } }", json!({})).await;
+    assert_eq!(
+        error_code(&response),
+        "GRAPHQL_VALIDATION_FAILED",
+        "{response}"
+    );
+    assert_eq!(app.get("/schema.graphql").await.status(), 404);
+    let still_served = app.gql("{ articles { totalCount } }", json!({})).await;
+    assert_eq!(data(&still_served)["articles"]["totalCount"], 0);
 }
