@@ -406,7 +406,7 @@ async fn schema_sdl(State(state): State<AppState>) -> axum::response::Response {
     }
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        state.schema.sdl(),
+        schema::sdl_of(&state.schema),
     )
         .into_response()
 }

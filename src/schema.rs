@@ -1,7 +1,7 @@
 //! Assembles `Query` and `Mutation` from the areas' roots and attaches per-request data.
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{EmptySubscription, MergedObject, Request, Schema};
+use async_graphql::{EmptySubscription, MergedObject, Request, SDLExportOptions, Schema};
 use sea_orm::DatabaseConnection;
 use tracing::Instrument;
 
@@ -47,9 +47,24 @@ pub fn build(
 
 /// The schema's SDL: the API contract kept in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .finish()
-        .sdl()
+    sdl_of(&Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish())
+}
+
+/// The description that introspection gives the schema (async-graphql answers it for every schema).
+const SCHEMA_DESCRIPTION: &str = "A GraphQL Schema defines the capabilities of a GraphQL server. It exposes all available types and directives on the server, as well as the entry points for query, mutation, and subscription operations.";
+
+/// The SDL of `schema` exactly as introspection shows it: with the schema's description and the
+/// `@specifiedBy` URLs of custom scalars, so that a schema built from introspection equals it.
+pub fn sdl_of(schema: &AppSchema) -> String {
+    let types = schema.sdl_with_options(SDLExportOptions::new().include_specified_by());
+    // The export ends with the schema definition; it moves to the top, with its description.
+    let types = match types.rfind("schema {") {
+        Some(start) => types[..start].trim_end(),
+        None => types.trim_end(),
+    };
+    format!(
+        "\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"\nschema {{\n\tquery: Query\n\tmutation: Mutation\n}}\n\n{types}\n"
+    )
 }
 
 /// Attaches the viewer and this request's DataLoaders (they batch within the request only).
