@@ -4,11 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{BoxError, Json, Router};
 use sea_orm::DatabaseConnection;
@@ -339,7 +338,8 @@ pub fn router(state: AppState) -> Router {
                 .post(crate::endpoint::graphql)
                 .layer(load_shedding),
         )
-        .route("/playground", get(playground))
+        .route("/playground", get(crate::playground::page))
+        .route("/playground/{asset}", get(crate::playground::asset))
         .route("/schema.graphql", get(schema_sdl))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -349,9 +349,6 @@ pub fn router(state: AppState) -> Router {
 
 /// The Content-Security-Policy of everything but the playground: an API loads nothing.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
-
-/// The playground's policy: its scripts and styles, and calls to this server only.
-const PLAYGROUND_CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline' https://unpkg.com; style-src 'self' 'unsafe-inline' https://unpkg.com; font-src 'self' data: https://unpkg.com; img-src 'self' data: https:; connect-src 'self'; frame-ancestors 'none'";
 
 /// CORS for the configured origins (none: browsers keep to the same origin).
 fn cors(origins: &[String]) -> CorsLayer {
@@ -383,19 +380,6 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("ratelimit-reset"),
         ])
         .max_age(Duration::from_secs(3600))
-}
-
-/// `GET /playground`: GraphiQL, to explore the API in a browser.
-async fn playground() -> impl IntoResponse {
-    (
-        [(header::CONTENT_SECURITY_POLICY, PLAYGROUND_CSP)],
-        Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .title("Conduit GraphQL")
-                .finish(),
-        ),
-    )
 }
 
 /// `GET /schema.graphql`: the schema in SDL, for tools and code generators (404 when

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod node;
 pub mod pagination;
 pub mod persisted;
+pub mod playground;
 pub mod rate_limit;
 pub mod redis_client;
 pub mod schema;

@@ -35,12 +35,27 @@ async fn health_playground_and_request_ids_are_served() {
 
     let playground = app.get("/playground").await;
     assert_eq!(playground.status(), 200);
+    let csp = playground.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(csp.contains("script-src 'self';"), "{csp}");
     let page = playground.text().await.expect("text");
     assert!(
-        page.contains("graphiql") || page.contains("GraphiQL"),
-        "a GraphiQL page"
+        page.contains("/playground/playground.js"),
+        "the embedded bundle"
     );
-    assert!(page.contains("/graphql"));
+    assert!(!page.contains("https://"), "nothing from another host");
+    let script = app.get("/playground/playground.js").await;
+    assert_eq!(script.status(), 200);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/javascript")
+    );
+    assert!(script.text().await.expect("text").contains("/graphql"));
+    assert_eq!(app.get("/playground/nothing.js").await.status(), 404);
 }
 
 #[tokio::test]

@@ -1,0 +1,73 @@
+// Conduit's playground: GraphiQL pointed at /graphql, with example operations, the headers editor
+// for the token, and the docs explorer. Bundled by build.mjs into dist/.
+import React from 'react';
+import { createRoot } from 'react-dom/client';
+import { GraphiQL } from 'graphiql';
+import { createGraphiQLFetcher } from '@graphiql/toolkit';
+import 'graphiql/graphiql.css';
+
+const fetcher = createGraphiQLFetcher({ url: '/graphql' });
+
+const register = `# Create an account: the answer holds a token.
+# Put it in the Headers tab below as {"Authorization": "Bearer <token>"}.
+mutation Register {
+  register(input: { username: "reader", email: "reader@example.com", password: "password123" }) {
+    token
+    user { id username }
+  }
+}`;
+
+const login = `# Sign in: copy the token into the Headers tab.
+mutation Login {
+  login(input: { email: "reader@example.com", password: "password123" }) {
+    token
+    user { username }
+  }
+}`;
+
+const articles = `# The newest articles, with their authors, tags and first comments.
+query Articles {
+  articles(first: 10) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    nodes {
+      slug
+      title
+      description
+      createdAt
+      favoritesCount
+      author { username image }
+      tags { name }
+      comments(first: 3) { nodes { body author { username } } }
+    }
+  }
+}`;
+
+const feed = `# Articles by the users you follow. Needs a token: in the Headers tab below, put
+# {"Authorization": "Bearer <the token from register or login>"}
+query Feed {
+  feed(first: 10) {
+    nodes { slug title author { username } }
+  }
+}`;
+
+function Playground() {
+  return (
+    <GraphiQL
+      fetcher={fetcher}
+      defaultQuery={articles}
+      defaultTabs={[
+        { query: articles },
+        { query: register },
+        { query: login },
+        { query: feed },
+      ]}
+      isHeadersEditorEnabled
+      shouldPersistHeaders
+      defaultEditorToolsVisibility="headers"
+      visiblePlugin="Documentation Explorer"
+    />
+  );
+}
+
+createRoot(document.getElementById('graphiql')).render(<Playground />);
