@@ -1,6 +1,5 @@
 // Bundles the playground into dist/playground.js and dist/playground.css: no file is loaded from
 // another host, so the page works offline and under a strict Content-Security-Policy.
-import { copyFile } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 await build({
@@ -16,5 +15,3 @@ await build({
   legalComments: 'none',
   logLevel: 'info',
 });
-
-await copyFile('index.html', 'dist/index.html');

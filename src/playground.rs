@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// The page.
-const INDEX: &str = include_str!("../playground/dist/index.html");
+const INDEX: &str = include_str!("../playground/index.html");
 /// GraphiQL and the playground's set-up, bundled.
 const SCRIPT: &str = include_str!("../playground/dist/playground.js");
 /// GraphiQL's styles, bundled.
