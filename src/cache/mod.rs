@@ -138,12 +138,15 @@ impl CacheStatus {
     }
 }
 
+/// One execution shared by identical concurrent requests.
+type Flight = Arc<OnceCell<(Outcome, CacheStatus)>>;
+
 /// The response cache in front of a store.
 pub struct ResponseCache {
     store: Arc<dyn CacheStore>,
     redis: Option<RedisClient>,
     max_ttl: Duration,
-    flights: Mutex<HashMap<String, Arc<OnceCell<Outcome>>>>,
+    flights: Mutex<HashMap<String, Flight>>,
     /// An invalidation failed: everything is invalidated before the cache is used again.
     pending: AtomicBool,
     /// Redis recoveries already handled.
@@ -289,10 +292,10 @@ impl ResponseCache {
     }
 
     /// Runs `execute` once for all the identical requests (`flight`) that arrive while it runs;
-    /// whether this call ran it.
-    pub async fn single_flight<F>(&self, flight: &str, execute: F) -> (Outcome, bool)
+    /// the others get its outcome as a HIT.
+    pub async fn single_flight<F>(&self, flight: &str, execute: F) -> (Outcome, CacheStatus)
     where
-        F: Future<Output = Outcome>,
+        F: Future<Output = (Outcome, CacheStatus)>,
     {
         let cell = {
             let mut flights = self
@@ -302,7 +305,7 @@ impl ResponseCache {
             flights.entry(flight.to_owned()).or_default().clone()
         };
         let mut ran = false;
-        let outcome = cell
+        let (outcome, status) = cell
             .get_or_init(|| async {
                 ran = true;
                 execute.await
@@ -314,8 +317,10 @@ impl ResponseCache {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(flight);
+            (outcome, status)
+        } else {
+            (outcome, CacheStatus::Hit)
         }
-        (outcome, ran)
     }
 }
 

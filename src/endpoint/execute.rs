@@ -9,7 +9,7 @@ use async_graphql::{ServerError, Variables};
 
 use crate::app::AppState;
 use crate::auth::{ClientAddress, Viewer};
-use crate::cache::{CacheStatus, Outcome, ReadTags, ResponseCache, WrittenTags};
+use crate::cache::{CachePolicy, CacheStatus, Outcome, ReadTags, ResponseCache, WrittenTags};
 use crate::schema;
 
 /// An operation that passed every check and is ready to run.
@@ -65,18 +65,7 @@ pub async fn run(
         &operation.variables_json,
     );
     match cache.lookup(&key, viewer).await {
-        Ok(Some((data, policy))) => {
-            let hints = CacheControl {
-                public: policy.public,
-                max_age: i32::try_from(policy.max_age).unwrap_or(i32::MAX),
-            };
-            let outcome = Outcome {
-                data,
-                errors: Vec::new(),
-                hints,
-            };
-            return (outcome, CacheStatus::Hit);
-        }
+        Ok(Some((data, policy))) => return (hit(data, policy), CacheStatus::Hit),
         Ok(None) => {}
         Err(()) => {
             return (
@@ -86,8 +75,12 @@ pub async fn run(
         }
     }
     let flight = format!("{key}:{}", viewer.map_or(-1, |id| id));
-    let (outcome, ran) = cache
+    cache
         .single_flight(&flight, async {
+            // An identical flight may have finished (and stored its answer) since the lookup.
+            if let Ok(Some((data, policy))) = cache.lookup(&key, viewer).await {
+                return (hit(data, policy), CacheStatus::Hit);
+            }
             // Read before executing: a write that commits meanwhile moves it on, and the
             // response (which may predate the write) is then not stored.
             let generation = cache.generation().await;
@@ -98,15 +91,21 @@ pub async fn run(
                     .store(&key, viewer, generation, &outcome, reads.0.take())
                     .await;
             }
-            outcome
+            (outcome, CacheStatus::Miss)
         })
-        .await;
-    let status = if ran {
-        CacheStatus::Miss
-    } else {
-        CacheStatus::Hit
-    };
-    (outcome, status)
+        .await
+}
+
+/// The outcome of a cache hit.
+fn hit(data: async_graphql::Value, policy: CachePolicy) -> Outcome {
+    Outcome {
+        data,
+        errors: Vec::new(),
+        hints: CacheControl {
+            public: policy.public,
+            max_age: i32::try_from(policy.max_age).unwrap_or(i32::MAX),
+        },
+    }
 }
 
 /// Executes `operation` with this request's data; after a mutation, invalidates what it changed.
