@@ -186,6 +186,11 @@ pub fn graphql(
     };
     let headers = response.headers_mut();
     headers.insert("x-cache", HeaderValue::from_static(caching.status.header()));
+    // The answer depends on who asks and on the media type they accept.
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("accept, authorization"),
+    );
     let cache_control = caching
         .policy
         .map_or_else(|| "no-store".to_owned(), |policy| policy.header());
