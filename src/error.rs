@@ -207,5 +207,24 @@ impl ErrorExtensions for AppError {
     }
 }
 
+impl AppError {
+    /// This error as an error of the whole request (no path, no location), e.g. before execution.
+    pub fn to_request_error(&self) -> async_graphql::ServerError {
+        let error = ErrorExtensions::extend(self);
+        let mut server_error = async_graphql::ServerError::new(error.message, None);
+        server_error.extensions = error.extensions;
+        server_error
+    }
+}
+
+/// A request error with `message` and `extensions.code` = `code`.
+pub fn request_error(message: impl Into<String>, code: &str) -> async_graphql::ServerError {
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", code);
+    let mut error = async_graphql::ServerError::new(message, None);
+    error.extensions = Some(extensions);
+    error
+}
+
 /// Results of services and loaders.
 pub type AppResult<T> = Result<T, AppError>;

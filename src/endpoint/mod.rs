@@ -9,7 +9,7 @@ pub mod response;
 use std::net::{IpAddr, SocketAddr};
 
 use async_graphql::parser::types::OperationType;
-use async_graphql::{ErrorExtensionValues, ErrorExtensions, Pos, ServerError, Variables};
+use async_graphql::{ErrorExtensionValues, ServerError, Variables};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
@@ -22,11 +22,12 @@ use self::response::HttpError;
 use crate::app::AppState;
 use crate::auth::Viewer;
 use crate::cache::{CachePolicy, CacheStatus};
-use crate::error::code;
+use crate::error::{AppError, code, request_error};
 use crate::graphql::analysis;
 use crate::graphql::cost::CostReport;
 use crate::graphql::limits;
 use crate::persisted::PersistedError;
+use crate::rate_limit::Decision;
 
 /// `GET` and `POST /graphql`: one operation, or a batch of them.
 pub async fn graphql(
@@ -74,32 +75,14 @@ pub async fn graphql(
     let viewer = match Viewer::from_authorization(authorization, &state.tokens) {
         Ok(viewer) => viewer,
         Err(err) => {
-            let mut error = ErrorExtensions::extend(&err).into_server_error(Pos::default());
-            error.locations.clear();
+            let error = err.to_request_error();
             span.record("outcome", "errors: UNAUTHENTICATED");
             // Nothing runs, so nothing is charged; the address's budget is reported.
-            let throttle = match state.cost_bucket {
-                Some(policy) => Some(
-                    state
-                        .limiter
-                        .take(&format!("cost:address:{address}"), 0.0, policy)
-                        .await,
-                ),
-                None => None,
-            };
-            let report = CostReport {
-                requested: 0,
-                actual: 0,
-                throttle,
-            };
+            let throttle = charge(&state, &format!("address:{address}"), 0.0).await;
             let responses = raw
                 .operations
                 .iter()
-                .map(|_| {
-                    let mut response = async_graphql::Response::from_errors(vec![error.clone()]);
-                    response.extensions.insert("cost".into(), report.to_value());
-                    response
-                })
+                .map(|_| refused_with_cost(error.clone(), 0, throttle))
                 .collect();
             return response::graphql(
                 responses,
@@ -130,42 +113,24 @@ pub async fn graphql(
         .iter()
         .map(|operation| operation.as_ref().map_or(0, |operation| operation.cost))
         .sum();
-    let mut throttle = match state.cost_bucket {
-        Some(policy) => Some(
-            state
-                .limiter
-                .take(&format!("cost:{client}"), requested as f64, policy)
-                .await,
-        ),
-        None => None,
-    };
+    let mut throttle = charge(&state, &client, requested as f64).await;
     if let Some(decision) = throttle.filter(|decision| !decision.allowed) {
-        let retry_after = decision.retry_after_seconds(requested as f64);
+        let error = AppError::RateLimited {
+            message: format!(
+                "Rate limited: this request costs {requested} points and {} are available",
+                decision.remaining.floor()
+            ),
+            retry_after_seconds: decision.retry_after_seconds(requested as f64),
+        }
+        .to_request_error();
         let responses = prepared
             .iter()
             .map(|operation| {
-                let mut extensions = ErrorExtensionValues::default();
-                extensions.set("code", code::RATE_LIMITED);
-                extensions.set("retryAfterSeconds", retry_after);
-                let mut error = ServerError::new(
-                    format!(
-                        "Rate limited: this request costs {requested} points and {} are available; try again in {retry_after} s",
-                        decision.remaining.floor()
-                    ),
-                    None,
-                );
-                error.extensions = Some(extensions);
-                let mut response = async_graphql::Response::from_errors(vec![error]);
-                let report = CostReport {
-                    requested: match operation {
-                        Ok(operation) => operation.cost,
-                        Err((_, requested)) => *requested,
-                    },
-                    actual: 0,
-                    throttle,
+                let requested = match operation {
+                    Ok(operation) => operation.cost,
+                    Err((_, requested)) => *requested,
                 };
-                response.extensions.insert("cost".into(), report.to_value());
-                response
+                refused_with_cost(error.clone(), requested, throttle)
             })
             .collect();
         span.record("outcome", "errors: RATE_LIMITED");
@@ -213,14 +178,8 @@ pub async fn graphql(
         costs.push(cost);
     }
     let actual: u64 = costs.iter().map(|(_, actual)| actual).sum();
-    if let (Some(policy), true) = (state.cost_bucket, actual < requested) {
-        let refund = (requested - actual) as f64;
-        throttle = Some(
-            state
-                .limiter
-                .take(&format!("cost:{client}"), -refund, policy)
-                .await,
-        );
+    if throttle.is_some() && actual < requested {
+        throttle = charge(&state, &client, -((requested - actual) as f64)).await;
     }
     let mut codes = Vec::new();
     for (response, (requested, actual)) in responses.iter_mut().zip(costs) {
@@ -284,9 +243,7 @@ async fn prepare(
     limits::scan_document(&resolved.query, &state.limits)?;
     let document = async_graphql::parser::parse_query(&resolved.query).map_err(|err| {
         let mut error = ServerError::from(err);
-        let mut extensions = ErrorExtensionValues::default();
-        extensions.set("code", code::GRAPHQL_PARSE_FAILED);
-        error.extensions = Some(extensions);
+        error.extensions = request_error("", code::GRAPHQL_PARSE_FAILED).extensions;
         Failure::GraphQl(error, 0)
     })?;
     let operation_name = operation.operation_name;
@@ -308,10 +265,10 @@ async fn prepare(
         &state.limits,
     )?;
     if analysis.introspection && !state.introspection {
-        let mut error = ServerError::new("Introspection is disabled on this server", None);
-        let mut extensions = ErrorExtensionValues::default();
-        extensions.set("code", code::GRAPHQL_VALIDATION_FAILED);
-        error.extensions = Some(extensions);
+        let error = request_error(
+            "Introspection is disabled on this server",
+            code::GRAPHQL_VALIDATION_FAILED,
+        );
         return Err(Failure::GraphQl(error, 0));
     }
     if let Some(hash) = &resolved.register {
@@ -365,11 +322,35 @@ fn persisted_error(err: &PersistedError) -> ServerError {
         PersistedError::NotTrusted => code::OPERATION_NOT_TRUSTED,
         PersistedError::HashMismatch | PersistedError::UnsupportedVersion => code::BAD_REQUEST,
     };
-    let mut error = ServerError::new(err.to_string(), None);
-    let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", code);
-    error.extensions = Some(extensions);
-    error
+    request_error(err.to_string(), code)
+}
+
+/// Takes `cost` points (gives them back when negative) from `client`'s budget; its state after,
+/// or `None` when rate limiting is off.
+async fn charge(state: &AppState, client: &str, cost: f64) -> Option<Decision> {
+    let policy = state.cost_bucket?;
+    Some(
+        state
+            .limiter
+            .take(&format!("cost:{client}"), cost, policy)
+            .await,
+    )
+}
+
+/// The response of an operation refused before it ran, with its cost report.
+fn refused_with_cost(
+    error: ServerError,
+    requested: u64,
+    throttle: Option<Decision>,
+) -> async_graphql::Response {
+    let mut response = async_graphql::Response::from_errors(vec![error]);
+    let report = CostReport {
+        requested,
+        actual: 0,
+        throttle,
+    };
+    response.extensions.insert("cost".into(), report.to_value());
+    response
 }
 
 /// The client's address: from the trusted proxy header when configured and present (its last

@@ -112,14 +112,7 @@ impl LimitError {
     /// The GraphQL error, with `extensions.code`, `limit`, `maximum` and `actual`.
     pub fn to_server_error(&self) -> ServerError {
         if let Self::BadInput(err) = self {
-            let error = async_graphql::ErrorExtensions::extend(err);
-            return ServerError {
-                message: error.message,
-                source: None,
-                locations: Vec::new(),
-                path: Vec::new(),
-                extensions: error.extensions,
-            };
+            return err.to_request_error();
         }
         let mut extensions = ErrorExtensionValues::default();
         match self {
