@@ -1,20 +1,18 @@
-//! AppState, the router, the `/graphql` handler, the tower layers and graceful shutdown.
+//! Assembles the application: the state, the router, the tower layers, the listeners and graceful
+//! shutdown. Nothing imports this module back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{BoxError, Json, Router};
-use sea_orm::DatabaseConnection;
+use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShedLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -23,68 +21,23 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
-use crate::auth::{AuthThrottle, Passwords, Tokens};
+use crate::auth::{AuthThrottle, Passwords, Revocations, ThrottlePolicy, Tokens};
+use crate::buckets::{BucketPolicy, Buckets};
 use crate::cache::ResponseCache;
+use crate::cache::memory_store::MemoryStore;
 use crate::cache::redis_store::RedisStore;
-use crate::cache::store::{CacheStore, MemoryStore};
+use crate::cache::store::CacheStore;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
 use crate::error::AppError;
-use crate::graphql::analysis::SchemaInfo;
-use crate::graphql::limits::Limits;
+use crate::gateway::limits::Limits;
+use crate::gateway::persisted::PersistedQueries;
+use crate::gateway::schema_info::SchemaInfo;
+use crate::gateway::{Budget, Gateway};
 use crate::metrics::Metrics;
-use crate::persisted::PersistedQueries;
-use crate::rate_limit::{BucketPolicy, RateLimiter};
 use crate::redis_client::RedisClient;
-use crate::schema::{self, AppSchema};
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The GraphQL schema (with the pool, hasher and token issuer as data).
-    pub schema: AppSchema,
-    /// The database pool.
-    pub db: DatabaseConnection,
-    /// Issues and verifies tokens.
-    pub tokens: Tokens,
-    /// SQL statements sent since start-up.
-    pub statements: StatementCounter,
-    /// What the static analysis knows of the schema.
-    pub schema_info: Arc<SchemaInfo>,
-    /// The static limits on one operation.
-    pub limits: Arc<Limits>,
-    /// The token buckets (cost budgets, sign-in throttling).
-    pub limiter: RateLimiter,
-    /// Each client's cost budget; `None` when rate limiting is off.
-    pub cost_bucket: Option<BucketPolicy>,
-    /// Automatic persisted queries and trusted documents.
-    pub persisted: PersistedQueries,
-    /// Limits of the HTTP layer.
-    pub http: HttpSettings,
-    /// The response cache, unless turned off.
-    pub cache: Option<Arc<ResponseCache>>,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// Whether introspection (and `/schema.graphql`) is enabled.
-    pub introspection: bool,
-}
-
-/// Limits and settings of the HTTP layer.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// Largest request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Most operations in one batch.
-    pub max_batch: usize,
-    /// Header of a trusted proxy that holds the client address.
-    pub client_ip_header: Option<HeaderName>,
-    /// Longest time one request may take.
-    pub request_timeout: Duration,
-    /// Most GraphQL requests in progress at once.
-    pub max_in_flight: usize,
-    /// Origins allowed by CORS (`*` for any).
-    pub cors_origins: Vec<String>,
-}
+use crate::schema::{self, Backstop, SharedData};
+use crate::state::{AppState, EndpointSettings};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,28 +59,31 @@ pub enum StartError {
     Redis(#[from] crate::redis_client::RedisError),
     /// The trusted documents manifest cannot be used.
     #[error("{0}")]
-    Manifest(#[from] crate::persisted::ManifestError),
+    Manifest(#[from] crate::gateway::persisted::ManifestError),
     /// The schema's SDL does not parse (a bug).
     #[error("schema analysis: {0}")]
     Schema(#[from] async_graphql::parser::Error),
 }
 
-/// A started application: migrated database, bound listener, ready to serve.
+/// A started application: migrated database, bound listeners, ready to serve.
 pub struct App {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
 impl App {
-    /// Connects to the database, runs the migrations and binds the listen address.
+    /// Connects to the database, runs the migrations and binds the listen addresses.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
-        let redis = match &config.redis_url {
+        let redis = match &config.redis.url {
             Some(url) => {
                 let client =
-                    RedisClient::connect(url, &config.redis_prefix, config.redis_timeout())?;
+                    RedisClient::connect(url, &config.redis.prefix, config.redis.timeout())?;
                 if client.ping().await {
-                    tracing::info!("redis connected: shared rate limits and persisted queries");
+                    tracing::info!(
+                        "redis connected: shared cache, rate limits and persisted queries"
+                    );
                 } else {
                     tracing::warn!(
                         "redis does not answer yet: state stays in this process until it does"
@@ -137,7 +93,7 @@ impl App {
             }
             None => None,
         };
-        let trusted = match &config.trusted_documents {
+        let trusted = match &config.persisted.trusted_documents {
             Some(path) => {
                 let documents = PersistedQueries::read_manifest(path)?;
                 tracing::info!(path = %path.display(), documents = documents.len(), "trusted documents only");
@@ -145,17 +101,34 @@ impl App {
             }
             None => None,
         };
-        let limiter = RateLimiter::new(redis.clone());
-        let throttle = AuthThrottle::new(limiter.clone(), config.throttle_policy());
+        let buckets = Buckets::new(redis.clone());
+        let rate_limit = &config.rate_limit;
+        let throttle = AuthThrottle::new(
+            buckets.clone(),
+            ThrottlePolicy {
+                login_per_account: BucketPolicy::per_window(
+                    rate_limit.login_attempts_per_account,
+                    rate_limit.login_window_secs,
+                ),
+                login_per_address: BucketPolicy::per_window(
+                    rate_limit.login_attempts_per_address,
+                    rate_limit.login_window_secs,
+                ),
+                registrations_per_address: BucketPolicy::per_window(
+                    rate_limit.registrations_per_hour,
+                    3600,
+                ),
+            },
+        );
         let statements = StatementCounter::default();
         let db = db::connect(
-            &config.database_url,
-            config.db_max_connections,
+            &config.database.url,
+            config.database.max_connections,
             statements.clone(),
         )
         .await?;
         db::migrate(&db).await?;
-        let secret = match &config.jwt_secret {
+        let secret = match &config.auth.jwt_secret {
             Some(secret) => secret.expose().as_bytes().to_vec(),
             None => {
                 tracing::warn!(
@@ -164,56 +137,87 @@ impl App {
                 rand::random::<[u8; 32]>().to_vec()
             }
         };
-        let tokens = Tokens::new(&secret, config.token_ttl());
-        let passwords = Passwords::new(config.hash_concurrency())?;
-        let schema = schema::build(db.clone(), passwords, tokens.clone(), throttle);
-        let schema_info = SchemaInfo::from_sdl(&schema.sdl())?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let tokens = Tokens::new(&secret, config.auth.token_ttl());
+        let revocations = Revocations::new(
+            db.clone(),
+            Duration::from_secs(config.auth.revocation_check_secs),
+        );
+        let shared = SharedData {
+            db: db.clone(),
+            passwords: Passwords::new(config.auth.hash_concurrency())?,
+            tokens: tokens.clone(),
+            throttle,
+            revocations: revocations.clone(),
+        };
+        let limits = Limits::from(&config.limits);
+        let backstop = Backstop {
+            max_depth: limits.max_depth.saturating_mul(2),
+            max_complexity: limits.max_fields.saturating_mul(4),
+            max_directives: limits.max_directives,
+        };
+        let graphql_schema = schema::build(shared.clone(), backstop);
+        let schema_info =
+            SchemaInfo::from_sdl(&graphql_schema.sdl())?.with_hints(schema::cache_hints());
+        let metrics = Arc::new(Metrics::default());
+        let cache = config.cache.enabled.then(|| {
+            let store: Arc<dyn CacheStore> = match &redis {
+                Some(redis) => Arc::new(RedisStore::new(redis.clone())),
+                None => Arc::new(MemoryStore::new(config.cache.max_bytes)),
+            };
+            Arc::new(ResponseCache::new(
+                store,
+                redis.clone(),
+                Duration::from_secs(config.cache.max_ttl_secs),
+            ))
+        });
+        let gateway = Gateway {
+            validator: schema::validator(shared, backstop),
+            schema: graphql_schema,
+            schema_info,
+            persisted: PersistedQueries::new(&config.persisted, redis, trusted, buckets.clone()),
+            budget: Budget::new(buckets, rate_limit),
+            cache,
+            metrics: Arc::clone(&metrics),
+            tokens,
+            revocations,
+            db: db.clone(),
+            introspection: config.server.introspection,
+            limits,
+        };
+        let listener = TcpListener::bind(config.server.listen).await?;
+        let metrics_listener = match config.server.metrics_listen {
+            Some(address) => Some(TcpListener::bind(address).await?),
+            None => None,
+        };
         Ok(Self {
             listener,
             state: AppState {
-                schema,
+                endpoint: Arc::new(EndpointSettings::new(
+                    &config.http,
+                    gateway.limits.max_batch,
+                )),
+                gateway: Arc::new(gateway),
                 db,
-                tokens,
                 statements,
-                schema_info: Arc::new(schema_info),
-                limits: Arc::new(config.limits()),
-                limiter,
-                cost_bucket: config.rate_limit.then(|| config.cost_bucket()),
-                persisted: PersistedQueries::new(redis.clone(), trusted),
-                metrics: Arc::new(Metrics::default()),
-                introspection: config.introspection,
-                cache: config.cache.then(|| {
-                    let store: Arc<dyn CacheStore> = match &redis {
-                        Some(redis) => Arc::new(RedisStore::new(redis.clone())),
-                        None => Arc::new(MemoryStore::new(
-                            usize::try_from(config.cache_max_bytes).unwrap_or(usize::MAX),
-                        )),
-                    };
-                    Arc::new(ResponseCache::new(
-                        store,
-                        redis.clone(),
-                        Duration::from_secs(config.cache_max_ttl_secs),
-                    ))
-                }),
-                http: HttpSettings {
-                    max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
-                    max_batch: config.max_batch as usize,
-                    client_ip_header: config
-                        .client_ip_header
-                        .as_deref()
-                        .and_then(|name| HeaderName::try_from(name).ok()),
-                    request_timeout: Duration::from_secs(config.request_timeout_secs),
-                    max_in_flight: config.max_in_flight as usize,
-                    cors_origins: config.cors_origins.clone(),
-                },
+                metrics,
+                in_flight: Arc::new(Semaphore::new(config.http.max_in_flight as usize)),
+                introspection: config.server.introspection,
+                public_metrics: metrics_listener.is_none(),
             },
+            metrics_listener,
         })
     }
 
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address `/metrics` is served on, when it has a listener of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The shared state.
@@ -226,6 +230,16 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        if let Some(listener) = self.metrics_listener {
+            let metrics = Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, metrics).await {
+                    tracing::error!(error = %err, "metrics listener failed");
+                }
+            });
+        }
         let app = router(self.state);
         axum::serve(
             self.listener,
@@ -267,7 +281,6 @@ pub async fn shutdown_signal() {
 
 /// The HTTP routes with their tower layers.
 pub fn router(state: AppState) -> Router {
-    let http = state.http.clone();
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
@@ -318,33 +331,25 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(API_CSP),
         ))
-        .layer(cors(&http.cors_origins))
+        .layer(cors(&state.endpoint.cors_origins))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            http.request_timeout,
+            state.request_timeout(),
         ));
-    // Past `max_in_flight` GraphQL requests, more are refused at once instead of queueing.
-    let load_shedding = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: BoxError| async {
-            crate::endpoint::response::overloaded()
-        }))
-        .layer(LoadShedLayer::new())
-        .layer(GlobalConcurrencyLimitLayer::new(http.max_in_flight));
 
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/graphql",
-            get(crate::endpoint::graphql)
-                .post(crate::endpoint::graphql)
-                .layer(load_shedding),
+            get(crate::endpoint::graphql).post(crate::endpoint::graphql),
         )
         .route("/playground", get(crate::playground::page))
         .route("/playground/{asset}", get(crate::playground::asset))
         .route("/schema.graphql", get(schema_sdl))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .layer(layers)
-        .with_state(state)
+        .route("/health", get(health));
+    if state.public_metrics {
+        router = router.route("/metrics", get(metrics));
+    }
+    router.layer(layers).with_state(state)
 }
 
 /// The Content-Security-Policy of everything but the playground: an API loads nothing.
@@ -390,7 +395,7 @@ async fn schema_sdl(State(state): State<AppState>) -> axum::response::Response {
     }
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        schema::sdl_of(&state.schema),
+        schema::sdl_of(&state.gateway.schema),
     )
         .into_response()
 }

@@ -1,6 +1,11 @@
-//! Typed settings from the command line and `CONDUIT_*` environment variables, validated at start-up.
+//! Typed settings from the command line and `CONDUIT_*` environment variables, grouped by concern
+//! and validated at start-up.
+//!
+//! Each group is plain data: the type that uses a group builds itself from it, next to that type
+//! (`Limits::from(&LimitSettings)`, ...), so this module imports nothing from the crate.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -50,32 +55,53 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting, each with a default that is safe on a laptop.
+/// Every setting, by group; each has a default that is safe on a laptop.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// Listeners and what they serve.
+    #[command(flatten)]
+    pub server: ServerSettings,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    /// Tokens and passwords.
+    #[command(flatten)]
+    pub auth: AuthSettings,
+    /// The shared Redis.
+    #[command(flatten)]
+    pub redis: RedisSettings,
+    /// The response cache.
+    #[command(flatten)]
+    pub cache: CacheSettings,
+    /// Static limits on one operation.
+    #[command(flatten)]
+    pub limits: LimitSettings,
+    /// Cost budgets and sign-in throttling.
+    #[command(flatten)]
+    pub rate_limit: RateLimitSettings,
+    /// The HTTP layer.
+    #[command(flatten)]
+    pub http: HttpSettings,
+    /// Persisted and trusted documents.
+    #[command(flatten)]
+    pub persisted: PersistedSettings,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+/// Listeners and what they serve.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerSettings {
     /// Address and port to listen on.
     #[arg(long, env = "CONDUIT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Database URL: `postgres://user@host/db` or `sqlite://file.db` (created when missing).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://conduit.db")]
-    pub database_url: String,
-
-    /// Most database connections in the pool.
-    #[arg(long, env = "CONDUIT_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub db_max_connections: u32,
-
-    /// Secret that signs tokens (at least 32 bytes). Default: random per start, with a warning.
-    #[arg(long, env = "CONDUIT_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<Secret>,
-
-    /// How long a token stays valid, in hours.
-    #[arg(long, env = "CONDUIT_TOKEN_TTL_HOURS", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=87_600))]
-    pub token_ttl_hours: u64,
-
-    /// Most password hashes computed at once (default: the number of CPUs).
-    #[arg(long, env = "CONDUIT_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub hash_concurrency: Option<u32>,
+    /// A separate address for `GET /metrics` (kept off the public port then). Default: the
+    /// public listener serves it.
+    #[arg(long, env = "CONDUIT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 
     /// `development` or `production`.
     #[arg(
@@ -86,35 +112,121 @@ pub struct Config {
     )]
     pub environment: Environment,
 
-    /// Redis URL (`redis://host:6379/0`): rate-limit buckets and persisted queries are shared by
-    /// every instance. Default: none, state stays in this process.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-
-    /// Prefix of every Redis key this deployment writes.
-    #[arg(long, env = "CONDUIT_REDIS_PREFIX", default_value = "conduit:")]
-    pub redis_prefix: String,
-
-    /// Deadline of one Redis call, in milliseconds; past it the request goes on without Redis.
-    #[arg(long, env = "CONDUIT_REDIS_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    pub redis_timeout_ms: u64,
-
     /// Introspection and `GET /schema.graphql` (`true` or `false`).
     #[arg(long, env = "CONDUIT_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub introspection: bool,
+}
 
+/// The database.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DatabaseSettings {
+    /// Database URL: `postgres://user@host/db` or `sqlite://file.db` (created when missing).
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "sqlite://conduit.db"
+    )]
+    pub url: String,
+
+    /// Most database connections in the pool.
+    #[arg(long = "db-max-connections", env = "CONDUIT_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_connections: u32,
+}
+
+/// Tokens and passwords.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Authentication")]
+pub struct AuthSettings {
+    /// Secret that signs tokens (at least 32 bytes). Default: random per start, with a warning.
+    #[arg(long, env = "CONDUIT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// How long a token stays valid, in hours.
+    #[arg(long, env = "CONDUIT_TOKEN_TTL_HOURS", default_value_t = 720, value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub token_ttl_hours: u64,
+
+    /// How long an instance trusts what it knows of a user's revoked tokens, in seconds: a
+    /// revocation reaches the other instances within this time (the serving one at once).
+    #[arg(long, env = "CONDUIT_REVOCATION_CHECK_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub revocation_check_secs: u64,
+
+    /// Most password hashes computed at once (default: the number of CPUs).
+    #[arg(long, env = "CONDUIT_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub hash_concurrency: Option<u32>,
+}
+
+impl AuthSettings {
+    /// How long a token stays valid.
+    pub fn token_ttl(&self) -> Duration {
+        Duration::from_secs(self.token_ttl_hours * 3600)
+    }
+
+    /// How many password hashes may run at once.
+    pub fn hash_concurrency(&self) -> usize {
+        self.hash_concurrency.map_or_else(
+            || std::thread::available_parallelism().map_or(2, |n| n.get()),
+            |n| n as usize,
+        )
+    }
+}
+
+/// The shared Redis.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Redis")]
+pub struct RedisSettings {
+    /// Redis URL (`redis://host:6379/0`): the response cache, rate-limit buckets and persisted
+    /// queries are shared by every instance. Default: none, state stays in this process.
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "REDIS_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+
+    /// Prefix of every Redis key this deployment writes.
+    #[arg(
+        long = "redis-prefix",
+        env = "CONDUIT_REDIS_PREFIX",
+        default_value = "conduit:"
+    )]
+    pub prefix: String,
+
+    /// Deadline of one Redis call, in milliseconds; past it the request goes on without Redis.
+    #[arg(long = "redis-timeout-ms", env = "CONDUIT_REDIS_TIMEOUT_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub timeout_ms: u64,
+}
+
+impl RedisSettings {
+    /// The deadline of one Redis call.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// The response cache.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Response cache")]
+pub struct CacheSettings {
     /// The response cache (`true` or `false`): in Redis with `REDIS_URL`, in process otherwise.
-    #[arg(long, env = "CONDUIT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub cache: bool,
+    #[arg(id = "cache", long = "cache", env = "CONDUIT_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
 
     /// Most bytes of responses the in-process cache keeps.
-    #[arg(long, env = "CONDUIT_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
-    pub cache_max_bytes: u64,
+    #[arg(long = "cache-max-bytes", env = "CONDUIT_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_bytes: u64,
 
     /// Longest time the server keeps a cached response, in seconds (the hints may say less).
-    #[arg(long, env = "CONDUIT_CACHE_MAX_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub cache_max_ttl_secs: u64,
+    #[arg(long = "cache-max-ttl-secs", env = "CONDUIT_CACHE_MAX_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub max_ttl_secs: u64,
+}
 
+/// Static limits on one operation.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitSettings {
     /// Most nested fields on one path of an operation (QUERY_TOO_DEEP above).
     #[arg(long, env = "CONDUIT_MAX_DEPTH", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_depth: u32,
@@ -123,11 +235,11 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_MAX_COST", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_cost: u64,
 
-    /// Most aliases in one operation.
+    /// Most aliased fields that one operation executes.
     #[arg(long, env = "CONDUIT_MAX_ALIASES", default_value_t = 30)]
     pub max_aliases: u32,
 
-    /// Most root fields in one operation.
+    /// Most root fields that one operation executes.
     #[arg(long, env = "CONDUIT_MAX_ROOT_FIELDS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_root_fields: u32,
 
@@ -154,39 +266,23 @@ pub struct Config {
     /// Most operations in one batched request (a JSON array).
     #[arg(long, env = "CONDUIT_MAX_BATCH", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_batch: u32,
+}
 
-    /// Largest request body, in bytes (413 above).
-    #[arg(long, env = "CONDUIT_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..))]
-    pub max_body_bytes: u64,
-
-    /// Longest time one request may take, in seconds (503 after).
-    #[arg(long, env = "CONDUIT_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub request_timeout_secs: u64,
-
-    /// Most GraphQL requests in progress at once; more are refused at once with 503.
-    #[arg(long, env = "CONDUIT_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_in_flight: u32,
-
-    /// Origins allowed to call the API from a browser (comma-separated, or `*`). Default: none.
-    #[arg(long, env = "CONDUIT_CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
-
-    /// Header set by a trusted reverse proxy that holds the client address (e.g.
-    /// `x-forwarded-for`, whose last entry is used, or `x-real-ip`). Default: the peer address.
-    #[arg(long, env = "CONDUIT_CLIENT_IP_HEADER")]
-    pub client_ip_header: Option<String>,
-
+/// Cost budgets and sign-in throttling.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Rate limiting")]
+pub struct RateLimitSettings {
     /// Cost-based rate limiting per client (`true` or `false`).
-    #[arg(long, env = "CONDUIT_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub rate_limit: bool,
+    #[arg(id = "rate_limit", long = "rate-limit", env = "CONDUIT_RATE_LIMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
 
     /// Cost points a client's bucket holds.
-    #[arg(long, env = "CONDUIT_RATE_LIMIT_CAPACITY", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate_limit_capacity: u32,
+    #[arg(long = "rate-limit-capacity", env = "CONDUIT_RATE_LIMIT_CAPACITY", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub capacity: u32,
 
     /// Cost points restored to a client's bucket per second.
-    #[arg(long, env = "CONDUIT_RATE_LIMIT_RESTORE_RATE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate_limit_restore_rate: u32,
+    #[arg(long = "rate-limit-restore-rate", env = "CONDUIT_RATE_LIMIT_RESTORE_RATE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub restore_rate: u32,
 
     /// Failed logins allowed per account per login window.
     #[arg(long, env = "CONDUIT_LOGIN_ATTEMPTS_PER_ACCOUNT", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -203,18 +299,89 @@ pub struct Config {
     /// Registrations allowed per client address per hour.
     #[arg(long, env = "CONDUIT_REGISTRATIONS_PER_HOUR", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     pub registrations_per_hour: u32,
+}
 
+/// The HTTP layer.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpSettings {
+    /// Largest request body, in bytes (413 above).
+    #[arg(long, env = "CONDUIT_MAX_BODY_BYTES", default_value_t = 1_048_576, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_body_bytes: u64,
+
+    /// Longest time to receive a request body, in seconds (408 after); separate from execution.
+    #[arg(long, env = "CONDUIT_BODY_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub body_read_timeout_secs: u64,
+
+    /// Longest time one request may take, in seconds (503 after).
+    #[arg(long, env = "CONDUIT_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+
+    /// Most GraphQL operations executing at once (counted once their body is read); more are
+    /// refused at once with 503.
+    #[arg(long, env = "CONDUIT_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Origins allowed to call the API from a browser (comma-separated, or `*`). Default: none.
+    #[arg(long, env = "CONDUIT_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Header set by trusted reverse proxies that holds the client address (e.g.
+    /// `x-forwarded-for` or `x-real-ip`). Default: the peer address.
+    #[arg(long, env = "CONDUIT_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// How many trusted proxies append to the client address header: the address that many
+    /// entries from the right is the client's (default 1 when the header is set).
+    #[arg(long, env = "CONDUIT_TRUSTED_PROXIES", value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub trusted_proxies: Option<u32>,
+}
+
+impl HttpSettings {
+    /// The deadline for receiving a request body.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
+
+    /// The deadline of a whole request.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+/// Persisted and trusted documents.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Persisted operations")]
+pub struct PersistedSettings {
     /// A manifest of trusted documents (JSON): when set, only its operations run.
     #[arg(long, env = "CONDUIT_TRUSTED_DOCUMENTS")]
-    pub trusted_documents: Option<std::path::PathBuf>,
+    pub trusted_documents: Option<PathBuf>,
 
+    /// Most bytes of automatic persisted queries kept (in process, and in Redis when shared).
+    #[arg(long, env = "CONDUIT_APQ_MAX_BYTES", default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub apq_max_bytes: u64,
+
+    /// Automatic persisted queries one client may register per hour.
+    #[arg(long, env = "CONDUIT_APQ_REGISTRATIONS_PER_HOUR", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub apq_registrations_per_hour: u32,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogSettings {
     /// Log filter, in `tracing` syntax (e.g. `info`, `conduit=debug,sea_orm=warn`).
-    #[arg(long, env = "CONDUIT_LOG", default_value = "info")]
-    pub log: String,
+    #[arg(long = "log", env = "CONDUIT_LOG", default_value = "info")]
+    pub filter: String,
 
     /// Log format: `pretty` or `json`.
-    #[arg(long, env = "CONDUIT_LOG_FORMAT", value_enum, default_value = "pretty")]
-    pub log_format: LogFormat,
+    #[arg(
+        long = "log-format",
+        env = "CONDUIT_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    pub format: LogFormat,
 }
 
 /// A secret setting: its `Debug` output never shows the value.
@@ -266,45 +433,46 @@ pub enum ConfigError {
     /// A CORS origin that is not `*` or `scheme://host[:port]`.
     #[error("CONDUIT_CORS_ORIGINS: {0} is not an origin like https://example.com")]
     BadCorsOrigin(String),
+    /// A header name that HTTP does not allow.
+    #[error("CONDUIT_CLIENT_IP_HEADER: {0} is not a valid header name")]
+    BadHeaderName(String),
+    /// Trusted proxies without the header they set.
+    #[error("CONDUIT_TRUSTED_PROXIES needs CONDUIT_CLIENT_IP_HEADER")]
+    ProxiesWithoutHeader,
 }
 
 impl Config {
     /// The settings a test or an embedding program starts from: every default, no secret.
     pub fn with_database(database_url: impl Into<String>) -> Self {
-        Cli::parse_from(["conduit"])
-            .config
-            .with_database_url(database_url)
-    }
-
-    fn with_database_url(mut self, database_url: impl Into<String>) -> Self {
-        self.database_url = database_url.into();
-        self
+        let mut config = Cli::parse_from(["conduit"]).config;
+        config.database.url = database_url.into();
+        config
     }
 
     /// Checks the settings that clap cannot check alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        match &self.jwt_secret {
-            None if self.environment == Environment::Production => {
+        match &self.auth.jwt_secret {
+            None if self.server.environment == Environment::Production => {
                 return Err(ConfigError::MissingJwtSecret);
             }
             Some(secret) if secret.expose().len() < 32 => return Err(ConfigError::WeakJwtSecret),
             _ => {}
         }
-        let url = self.database_url.as_str();
+        let url = self.database.url.as_str();
         if !(url.starts_with("postgres://")
             || url.starts_with("postgresql://")
             || url.starts_with("sqlite:"))
         {
             return Err(ConfigError::UnsupportedDatabase);
         }
-        if let Some(redis) = &self.redis_url
+        if let Some(redis) = &self.redis.url
             && !["redis://", "rediss://", "unix://"]
                 .iter()
                 .any(|scheme| redis.starts_with(scheme))
         {
             return Err(ConfigError::UnsupportedRedis);
         }
-        for origin in &self.cors_origins {
+        for origin in &self.http.cors_origins {
             let valid = origin == "*"
                 || ((origin.starts_with("http://") || origin.starts_with("https://"))
                     && !origin.ends_with('/')
@@ -313,64 +481,16 @@ impl Config {
                 return Err(ConfigError::BadCorsOrigin(origin.clone()));
             }
         }
+        match &self.http.client_ip_header {
+            Some(name) if axum::http::HeaderName::try_from(name.as_str()).is_err() => {
+                return Err(ConfigError::BadHeaderName(name.clone()));
+            }
+            None if self.http.trusted_proxies.is_some() => {
+                return Err(ConfigError::ProxiesWithoutHeader);
+            }
+            _ => {}
+        }
         Ok(())
-    }
-
-    /// How long a token stays valid.
-    pub fn token_ttl(&self) -> Duration {
-        Duration::from_secs(self.token_ttl_hours * 3600)
-    }
-
-    /// The static limits on one operation.
-    pub fn limits(&self) -> crate::graphql::limits::Limits {
-        crate::graphql::limits::Limits {
-            max_depth: self.max_depth as usize,
-            max_cost: self.max_cost,
-            max_aliases: self.max_aliases as usize,
-            max_root_fields: self.max_root_fields as usize,
-            max_directives: self.max_directives as usize,
-            max_fields: self.max_fields as usize,
-            max_document_bytes: self.max_document_bytes as usize,
-            max_tokens: self.max_tokens as usize,
-            max_fragment_depth: self.max_fragment_depth as usize,
-        }
-    }
-
-    /// The bucket of cost points of each client.
-    pub fn cost_bucket(&self) -> crate::rate_limit::BucketPolicy {
-        crate::rate_limit::BucketPolicy {
-            capacity: f64::from(self.rate_limit_capacity),
-            restore_per_second: f64::from(self.rate_limit_restore_rate),
-        }
-    }
-
-    /// Sign-in and sign-up throttling.
-    pub fn throttle_policy(&self) -> crate::auth::ThrottlePolicy {
-        use crate::rate_limit::BucketPolicy;
-        crate::auth::ThrottlePolicy {
-            login_per_account: BucketPolicy::per_window(
-                self.login_attempts_per_account,
-                self.login_window_secs,
-            ),
-            login_per_address: BucketPolicy::per_window(
-                self.login_attempts_per_address,
-                self.login_window_secs,
-            ),
-            registrations_per_address: BucketPolicy::per_window(self.registrations_per_hour, 3600),
-        }
-    }
-
-    /// The deadline of one Redis call.
-    pub fn redis_timeout(&self) -> Duration {
-        Duration::from_millis(self.redis_timeout_ms)
-    }
-
-    /// How many password hashes may run at once.
-    pub fn hash_concurrency(&self) -> usize {
-        self.hash_concurrency.map_or_else(
-            || std::thread::available_parallelism().map_or(2, |n| n.get()),
-            |n| n as usize,
-        )
     }
 }
 
@@ -382,6 +502,12 @@ mod tests {
         let mut argv = vec!["conduit"];
         argv.extend_from_slice(args);
         Cli::parse_from(argv).config
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -422,5 +548,21 @@ mod tests {
             mysql.validate(),
             Err(ConfigError::UnsupportedDatabase)
         ));
+    }
+
+    #[test]
+    fn trusted_proxies_need_their_header() {
+        let proxies = config(&["--trusted-proxies", "2"]);
+        assert!(matches!(
+            proxies.validate(),
+            Err(ConfigError::ProxiesWithoutHeader)
+        ));
+        let both = config(&[
+            "--trusted-proxies",
+            "2",
+            "--client-ip-header",
+            "x-forwarded-for",
+        ]);
+        assert!(both.validate().is_ok());
     }
 }

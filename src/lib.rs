@@ -4,6 +4,7 @@ pub mod app;
 /// Articles, favorites and feeds.
 pub mod articles;
 pub mod auth;
+pub mod buckets;
 pub mod cache;
 /// Comments on articles.
 pub mod comments;
@@ -11,15 +12,15 @@ pub mod config;
 pub mod db;
 pub mod endpoint;
 pub mod error;
+pub mod gateway;
 pub mod graphql;
 pub mod metrics;
 pub mod node;
 pub mod pagination;
-pub mod persisted;
 pub mod playground;
-pub mod rate_limit;
 pub mod redis_client;
 pub mod schema;
+pub mod state;
 /// Tags of articles.
 pub mod tags;
 pub mod telemetry;

@@ -11,7 +11,7 @@ use conduit::{db, schema, telemetry};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config;
-    telemetry::init(&config.log, config.log_format);
+    telemetry::init(&config.log.filter, config.log.format);
     if let Err(err) = config.validate() {
         tracing::error!(error = %err, "invalid configuration");
         return ExitCode::from(2);
@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
         }
         Command::Migrate => {
             let migrated = async {
-                let db = db::connect(&config.database_url, 1, Default::default()).await?;
+                let db = db::connect(&config.database.url, 1, Default::default()).await?;
                 db::migrate(&db).await
             };
             match migrated.await {

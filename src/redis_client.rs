@@ -44,6 +44,21 @@ enum Admission {
     Refuse(Duration),
 }
 
+/// Frees the half-open probe slot when a probe is dropped before it finished.
+struct ProbeGuard<'a> {
+    client: &'a RedisClient,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        let mut breaker = self.client.breaker();
+        if breaker.probing {
+            breaker.probing = false;
+            tracing::info!("redis probe cancelled: the next call probes again");
+        }
+    }
+}
+
 /// A shared, reconnecting Redis connection with a key prefix and a per-call deadline.
 #[derive(Clone)]
 pub struct RedisClient {
@@ -96,13 +111,23 @@ impl RedisClient {
         if let Admission::Refuse(wait) = admission {
             return Err(RedisError::CircuitOpen(wait));
         }
+        let probe = matches!(admission, Admission::Probe);
+        // A probe whose caller goes away (client gone, outer timeout) must free the probe slot,
+        // or no call would ever be let through again.
+        let guard = probe.then(|| ProbeGuard { client: self });
         let result = match tokio::time::timeout(self.timeout, call(self.manager.clone())).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(RedisError::Redis(err)),
             Err(_) => Err(RedisError::Timeout(self.timeout)),
         };
-        self.record(matches!(admission, Admission::Probe), result.as_ref().err());
+        std::mem::forget(guard);
+        self.record(probe, result.as_ref().err());
         result
+    }
+
+    /// Whether the circuit is closed (Redis is called).
+    pub fn is_available(&self) -> bool {
+        self.breaker().open_until.is_none()
     }
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {

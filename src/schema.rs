@@ -1,7 +1,12 @@
 //! Assembles `Query` and `Mutation` from the areas' roots and attaches per-request data.
 
+use std::sync::Arc;
+
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{EmptySubscription, MergedObject, Request, SDLExportOptions, Schema};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
+use async_graphql::{
+    EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema, SchemaBuilder,
+};
 use sea_orm::DatabaseConnection;
 use tracing::Instrument;
 
@@ -9,10 +14,9 @@ use crate::articles::loaders::{
     ArticleById, FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages,
 };
 use crate::articles::{mutation::ArticlesMutation, query::ArticlesQuery};
-use crate::auth::{AuthThrottle, Passwords, Tokens, Viewer};
+use crate::auth::{AuthThrottle, Passwords, Revocations, Tokens, Viewer};
 use crate::comments::loaders::{CommentById, CommentCount, CommentPages};
 use crate::comments::mutation::CommentsMutation;
-use crate::graphql::logging::OperationName;
 use crate::node::NodeQuery;
 use crate::tags::{loaders::TagsOfArticle, query::TagsQuery};
 use crate::users::loaders::{FollowedByViewer, FollowerCount, UserById};
@@ -29,20 +33,110 @@ pub struct Mutation(UsersMutation, ArticlesMutation, CommentsMutation);
 /// The Conduit GraphQL schema.
 pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// The schema with its shared data.
-pub fn build(
-    db: DatabaseConnection,
-    passwords: Passwords,
-    tokens: Tokens,
-    throttle: AuthThrottle,
-) -> AppSchema {
+/// What every resolver may reach, shared by all requests.
+#[derive(Clone)]
+pub struct SharedData {
+    /// The database pool.
+    pub db: DatabaseConnection,
+    /// The password hasher.
+    pub passwords: Passwords,
+    /// The token issuer.
+    pub tokens: Tokens,
+    /// Sign-in and sign-up throttling.
+    pub throttle: AuthThrottle,
+    /// What this instance knows of revoked tokens.
+    pub revocations: Revocations,
+}
+
+/// A second line of defence behind the gateway's own limits (which refuse first, with their
+/// codes): async-graphql's depth, complexity and directive limits, set no lower than ours.
+#[derive(Debug, Clone, Copy)]
+pub struct Backstop {
+    /// Most nested fields.
+    pub max_depth: usize,
+    /// Most fields, as async-graphql counts them.
+    pub max_complexity: usize,
+    /// Most directives on one selection.
+    pub max_directives: usize,
+}
+
+/// The schema with its shared data, ready for extensions to be added.
+pub fn builder(
+    shared: SharedData,
+    backstop: Backstop,
+) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .data(db)
-        .data(passwords)
-        .data(tokens)
-        .data(throttle)
-        .extension(OperationName)
+        .data(shared.db)
+        .data(shared.passwords)
+        .data(shared.tokens)
+        .data(shared.throttle)
+        .data(shared.revocations)
+        .limit_depth(backstop.max_depth)
+        .limit_complexity(backstop.max_complexity)
+        .limit_directives(backstop.max_directives)
+}
+
+/// The schema with its shared data.
+pub fn build(shared: SharedData, backstop: Backstop) -> AppSchema {
+    builder(shared, backstop).finish()
+}
+
+/// The same schema, which only validates: its executions stop after validation and answer no
+/// data, or the validation errors. The gateway runs a document through it when it will execute
+/// a rewritten form of it, so that the document the client sent is the one validated.
+pub fn validator(shared: SharedData, backstop: Backstop) -> AppSchema {
+    builder(shared, backstop)
+        .extension(StopBeforeExecution)
         .finish()
+}
+
+struct StopBeforeExecution;
+
+impl ExtensionFactory for StopBeforeExecution {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(StopBeforeExecution)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for StopBeforeExecution {
+    async fn execute(
+        &self,
+        _ctx: &ExtensionContext<'_>,
+        _operation_name: Option<&str>,
+        _next: NextExecute<'_>,
+    ) -> Response {
+        Response::new(async_graphql::Value::Null)
+    }
+}
+
+/// The cache hints the types and fields declare (`#[graphql(cache_control(..))]`): `Type` and
+/// `Type.field` to (max age in seconds, public). The gateway merges them over the plan of each
+/// operation, so a hint reached through any fragment counts.
+pub fn cache_hints() -> std::collections::HashMap<String, (i32, bool)> {
+    use async_graphql::OutputType;
+    use async_graphql::registry::{MetaType, Registry};
+    let mut registry = Registry::default();
+    Query::create_type_info(&mut registry);
+    Mutation::create_type_info(&mut registry);
+    let mut hints = std::collections::HashMap::new();
+    for (name, ty) in registry.types {
+        if let MetaType::Object {
+            cache_control,
+            fields,
+            ..
+        } = ty
+        {
+            hints.insert(name.clone(), (cache_control.max_age, cache_control.public));
+            for (field, meta) in fields {
+                hints.insert(
+                    format!("{name}.{field}"),
+                    (meta.cache_control.max_age, meta.cache_control.public),
+                );
+            }
+        }
+    }
+    hints
 }
 
 /// The schema's SDL: the API contract kept in `schema.graphql`.

@@ -1,5 +1,7 @@
 //! Input rules shared by the areas; each check records a reason per field.
 
+use unicode_normalization::UnicodeNormalization;
+
 use crate::error::{AppError, AppResult, FieldErrors};
 
 /// Longest username, in characters.
@@ -53,9 +55,51 @@ pub fn max_chars(errors: &mut FieldErrors, field: &str, value: &str, max: usize)
     }
 }
 
-/// A username: non-blank, at most [`MAX_USERNAME`] characters.
-pub fn username(errors: &mut FieldErrors, value: &str) {
-    required(errors, "username", value, MAX_USERNAME);
+/// A username as stored and looked up: NFKC-normalised (so `ｊａｋｅ` is `jake`) and trimmed.
+pub fn normalize_username(value: &str) -> String {
+    value.nfkc().collect::<String>().trim().to_owned()
+}
+
+/// Characters no username may hold: controls, and the invisible ones that make two names look
+/// alike or reorder text (zero-width, joiners, bidirectional controls, fillers, tags).
+fn invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
+
+/// A username: non-blank once normalised, at most [`MAX_USERNAME`] characters, no control or
+/// invisible characters; the normalised name ([`normalize_username`]).
+pub fn username(errors: &mut FieldErrors, value: &str) -> String {
+    let normalized = normalize_username(value);
+    required(errors, "username", &normalized, MAX_USERNAME);
+    if normalized.chars().any(invisible) {
+        fail(
+            errors,
+            "username",
+            "must not contain control, zero-width or bidirectional characters",
+        );
+    }
+    normalized
 }
 
 /// An email address: `local@domain.tld`, no spaces, at most [`MAX_EMAIL`] characters.
@@ -98,5 +142,27 @@ pub fn finish(errors: FieldErrors) -> AppResult<()> {
         Ok(())
     } else {
         Err(AppError::invalid_fields(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_normalised_and_invisible_characters_refused() {
+        let mut errors = FieldErrors::new();
+        assert_eq!(username(&mut errors, "ｊａｋｅ"), "jake");
+        assert!(errors.is_empty());
+        for hostile in [
+            "ja\u{200B}ke",
+            "ja\u{202E}ke",
+            "ja\u{0007}ke",
+            "\u{2066}jake",
+        ] {
+            let mut errors = FieldErrors::new();
+            username(&mut errors, hostile);
+            assert!(errors.contains_key("username"), "{hostile:?}");
+        }
     }
 }

@@ -15,6 +15,8 @@ pub struct Model {
     pub image: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Moved on when the user's tokens are revoked; tokens carry the version they were issued at.
+    pub token_version: i64,
 }
 
 /// Relations of `users`.

@@ -63,6 +63,7 @@ impl ArticlesQuery {
         )]
         after: Option<String>,
     ) -> FieldResult<ArticleConnection> {
+        ctx.mark_private();
         let viewer = ctx.viewer().require()?;
         ctx.read_tag(feed_tag(viewer));
         let filter = ArticleFilter {

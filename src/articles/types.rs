@@ -7,7 +7,7 @@ use super::loaders::{
     FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages, UserPageKey,
 };
 use super::service::{self, ArticleFilter, UserList};
-use crate::cache::entity_tag;
+use crate::cache::{entity_tag, list_tag};
 use crate::comments::types::{CommentConnection, comments_of_article};
 use crate::connection_types;
 use crate::error::{AppError, AppResult};
@@ -100,6 +100,7 @@ impl Article {
     /// Whether the viewer favorited the article; false when anonymous.
     #[graphql(cache_control(max_age = 60, private))]
     async fn favorited(&self, ctx: &Context<'_>) -> FieldResult<bool> {
+        ctx.mark_private();
         if ctx.viewer().user_id().is_none() {
             return Ok(false);
         }
@@ -161,6 +162,10 @@ pub async fn filtered_articles(
     after: Option<&str>,
 ) -> AppResult<ArticleConnection> {
     let args = PageArgs::keyset(first, after)?;
+    if filter.author.is_some() || filter.favorited_by.is_some() {
+        // The filter finds users by name: renaming one changes which articles match.
+        ctx.read_tag(list_tag("User"));
+    }
     let page = service::list(ctx.db(), &filter, &args).await?;
     Ok(ArticleConnection::new(
         page.map(Article),

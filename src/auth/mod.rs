@@ -1,12 +1,15 @@
-//! Authentication: password hashing, signed tokens and the per-request viewer.
+//! Authentication: password hashing, signed and revocable tokens, the per-request viewer, and
+//! sign-in throttling.
 
 mod password;
+mod revocation;
 mod throttle;
 mod token;
 
 pub use password::Passwords;
-pub use throttle::{AuthThrottle, ClientAddress, LoginAttempt, ThrottlePolicy};
-pub use token::Tokens;
+pub use revocation::Revocations;
+pub use throttle::{AccountKey, AuthThrottle, ClientAddress, LoginAttempt, ThrottlePolicy};
+pub use token::{TokenClaims, TokenError, Tokens};
 
 use crate::error::{AppError, AppResult};
 
@@ -39,26 +42,28 @@ impl Viewer {
         self.user_id
             .ok_or_else(|| AppError::Unauthenticated("You must be signed in to do this".into()))
     }
+}
 
-    /// The viewer named by an `Authorization` header value (`Bearer <token>` or `Token <token>`).
-    /// No header means anonymous; a header that is present but not a valid token is UNAUTHENTICATED.
-    pub fn from_authorization(header: Option<&str>, tokens: &Tokens) -> AppResult<Self> {
-        let Some(header) = header else {
-            return Ok(Self::anonymous());
-        };
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("Token "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                AppError::Unauthenticated(
-                    "The Authorization header must be `Bearer <token>` or `Token <token>`".into(),
-                )
-            })?;
-        let user_id = tokens
-            .verify(token)
-            .map_err(|_| AppError::Unauthenticated("The token is invalid or has expired".into()))?;
-        Ok(Self::user(user_id))
-    }
+/// What an `Authorization` header value (`Bearer <token>` or `Token <token>`) says: nothing when
+/// there is no header, the token's claims when it is validly signed and unexpired, and
+/// UNAUTHENTICATED for a header that is present but not such a token. Whether the token was
+/// revoked is [`Revocations::viewer`]'s question.
+pub fn credentials(header: Option<&str>, tokens: &Tokens) -> AppResult<Option<TokenClaims>> {
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("Token "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| {
+            AppError::Unauthenticated(
+                "The Authorization header must be `Bearer <token>` or `Token <token>`".into(),
+            )
+        })?;
+    tokens
+        .verify(token)
+        .map(Some)
+        .map_err(|_| AppError::Unauthenticated("The token is invalid or has expired".into()))
 }

@@ -14,6 +14,20 @@ struct Claims {
     iat: u64,
     /// Expires at, seconds since the epoch.
     exp: u64,
+    /// The user's token version when it was issued: revoking moves the version on.
+    #[serde(default)]
+    ver: i64,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The user it was issued to.
+    pub user_id: i64,
+    /// The user's token version when it was issued.
+    pub version: i64,
+    /// When it expires, seconds since the epoch.
+    pub expires_at: u64,
 }
 
 /// Why a token was refused.
@@ -58,13 +72,14 @@ impl Tokens {
         }
     }
 
-    /// A new token for `user_id`.
-    pub fn issue(&self, user_id: i64) -> Result<String, TokenError> {
+    /// A new token for `user_id`, whose tokens are at `version`.
+    pub fn issue(&self, user_id: i64, version: i64) -> Result<String, TokenError> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: user_id.to_string(),
             iat: now,
             exp: now + self.ttl.as_secs(),
+            ver: version,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -73,9 +88,13 @@ impl Tokens {
         )?)
     }
 
-    /// The user id of a valid, unexpired token.
-    pub fn verify(&self, token: &str) -> Result<i64, TokenError> {
+    /// What a validly signed, unexpired token says (whether it was revoked is checked apart).
+    pub fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
-        data.claims.sub.parse().map_err(|_| TokenError::Subject)
+        Ok(TokenClaims {
+            user_id: data.claims.sub.parse().map_err(|_| TokenError::Subject)?,
+            version: data.claims.ver,
+            expires_at: data.claims.exp,
+        })
     }
 }

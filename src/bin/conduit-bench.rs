@@ -87,20 +87,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", temp.join("bench.db").display()));
     let mut config = Config::with_database(database_url.clone());
-    config.listen = "127.0.0.1:0".parse()?;
-    config.jwt_secret = Some("benchmark-secret-benchmark-secret-0123".into());
-    config.db_max_connections = 16;
+    config.server.listen = "127.0.0.1:0".parse()?;
+    config.auth.jwt_secret = Some("benchmark-secret-benchmark-secret-0123".into());
+    config.database.max_connections = 16;
     // The load generator is a single client: a normal budget would throttle the measurement.
-    config.rate_limit = args.rate_limit;
-    config.rate_limit_capacity = u32::MAX;
-    config.rate_limit_restore_rate = u32::MAX;
-    config.redis_url = args.redis_url.clone();
-    config.redis_prefix = format!("conduit-bench:{}:", std::process::id());
+    config.rate_limit.enabled = args.rate_limit;
+    config.rate_limit.capacity = u32::MAX;
+    config.rate_limit.restore_rate = u32::MAX;
+    config.redis.url = args.redis_url.clone();
+    config.redis.prefix = format!("conduit-bench:{}:", std::process::id());
     // Two servers on one database: without and with the response cache (in Redis with
     // `--redis-url`, in process otherwise).
-    config.cache = false;
+    config.cache.enabled = false;
     let uncached = App::build(&config).await?;
-    config.cache = true;
+    config.cache.enabled = true;
     let cached = App::build(&config).await?;
     let db = uncached.state().db.clone();
 

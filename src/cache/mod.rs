@@ -1,10 +1,15 @@
-//! The response cache: keys, the policy from cache hints, lookups shared by identical concurrent
-//! misses, and invalidation by the tags that resolvers read and mutations write.
+//! The response cache: stored response bytes, the runtime privacy decision, lookups shared by
+//! identical concurrent misses, and invalidation by the tags that resolvers read and mutations
+//! write.
 //!
-//! Resolvers record what a response read as tags (`Article:42`, `Article:list`, ...) and mutations
-//! what they changed; after a mutation commits, its tags are invalidated in the store, which makes
-//! every entry that read one of them stale at once, on every instance sharing the store.
+//! While an operation runs, its resolvers record what it read as tags (`Article:42`,
+//! `Article:list`, ...) and whether anything private ran (`viewer`, `feed`, `User.email`,
+//! `User.following`, `Article.favorited`): privacy is decided by what ran, not by the document's
+//! static hints, so no fragment, alias or interface can hide a private field. Mutations record what
+//! they changed; after a mutation commits, its tags are invalidated in the store, which makes every
+//! entry that read one of them stale at once, on every instance sharing the store.
 
+pub mod memory_store;
 pub mod redis_store;
 pub mod store;
 
@@ -13,12 +18,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_graphql::{CacheControl, ServerError, Value};
-use serde::{Deserialize, Serialize};
+use bytes::Bytes;
 use tokio::sync::OnceCell;
 
 use self::store::CacheStore;
-use crate::persisted::sha256_hex;
 use crate::redis_client::RedisClient;
 
 /// The tag every entry depends on: invalidating it empties the cache (after a Redis outage).
@@ -39,7 +42,7 @@ pub fn feed_tag(user_id: i64) -> String {
     format!("Feed:{user_id}")
 }
 
-/// The tags a request read (set on queries) or wrote (set on mutations).
+/// A set of tags recorded while an operation runs.
 #[derive(Debug, Default)]
 pub struct Tags(Mutex<BTreeSet<String>>);
 
@@ -65,16 +68,34 @@ impl Tags {
     }
 }
 
-/// Tags read by a query: request data.
-#[derive(Debug, Default, Clone)]
-pub struct ReadTags(pub Arc<Tags>);
+/// What one execution records for the cache: request data, shared with the resolvers.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// Tags the response read.
+    pub reads: Tags,
+    /// Tags a mutation changed.
+    pub writes: Tags,
+    private: AtomicBool,
+}
 
-/// Tags written by a mutation: request data.
-#[derive(Debug, Default, Clone)]
-pub struct WrittenTags(pub Arc<Tags>);
+impl Record {
+    /// Marks the response as depending on who asks: it is never stored under the public key.
+    pub fn mark_private(&self) {
+        self.private.store(true, Ordering::Relaxed);
+    }
 
-/// How a response may be cached: from the cache hints of what it selected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    /// Whether a private field ran.
+    pub fn is_private(&self) -> bool {
+        self.private.load(Ordering::Relaxed)
+    }
+}
+
+/// The request data that resolvers record into.
+#[derive(Debug, Default, Clone)]
+pub struct Recorder(pub Arc<Record>);
+
+/// How a response may be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
     /// Seconds the response stays fresh.
     pub max_age: u32,
@@ -83,11 +104,12 @@ pub struct CachePolicy {
 }
 
 impl CachePolicy {
-    /// The policy of async-graphql's merged hints; `None` when not cacheable.
-    pub fn from_hints(hints: CacheControl) -> Option<Self> {
-        (hints.max_age > 0).then(|| Self {
-            max_age: hints.max_age.unsigned_abs(),
-            public: hints.public,
+    /// The policy of a query that ran: fresh for the hints' `max_age` (none: not cacheable),
+    /// public only when nothing private ran and the hints allow it.
+    pub fn decide(max_age: i32, hints_public: bool, private_ran: bool) -> Option<Self> {
+        (max_age > 0).then(|| Self {
+            max_age: max_age.unsigned_abs(),
+            public: hints_public && !private_ran,
         })
     }
 
@@ -98,22 +120,75 @@ impl CachePolicy {
     }
 }
 
-/// A response as the cache keeps it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Stored {
-    policy: CachePolicy,
-    data: serde_json::Value,
+/// A response as the cache keeps it: the serialized `data`, ready to be written as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedResponse {
+    /// How it may be cached.
+    pub policy: CachePolicy,
+    /// The entity tag of `data`, computed once when it was stored.
+    pub etag: Arc<str>,
+    /// The JSON of the response's `data`.
+    pub data: Bytes,
+    /// The actual cost of computing it.
+    pub actual_cost: u64,
 }
 
-/// What one execution produced; shared with the identical requests that waited for it.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// The response data.
-    pub data: Value,
-    /// The errors.
-    pub errors: Vec<ServerError>,
-    /// The merged cache hints.
-    pub hints: CacheControl,
+impl CachedResponse {
+    /// A response for `data` (its JSON bytes), with its entity tag.
+    pub fn new(policy: CachePolicy, data: Bytes, actual_cost: u64) -> Self {
+        Self {
+            policy,
+            etag: etag_of(&data).into(),
+            data,
+            actual_cost,
+        }
+    }
+
+    /// The bytes a shared store keeps: a header line, then `data`.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = format!(
+            "{} {} {} {}\n",
+            u8::from(self.policy.public),
+            self.policy.max_age,
+            self.actual_cost,
+            self.etag
+        );
+        let mut bytes = Vec::with_capacity(header.len() + self.data.len());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&self.data);
+        bytes
+    }
+
+    /// The response [`Self::encode`] wrote; `None` for anything else.
+    pub fn decode(bytes: Bytes) -> Option<Self> {
+        let newline = bytes.iter().position(|byte| *byte == b'\n')?;
+        let header = std::str::from_utf8(&bytes[..newline]).ok()?;
+        let mut parts = header.split(' ');
+        let public = parts.next()? == "1";
+        let max_age = parts.next()?.parse().ok()?;
+        let actual_cost = parts.next()?.parse().ok()?;
+        let etag = parts.next()?;
+        Some(Self {
+            policy: CachePolicy { max_age, public },
+            etag: etag.into(),
+            data: bytes.slice(newline + 1..),
+            actual_cost,
+        })
+    }
+}
+
+/// The entity tag of a response's data: a strong validator of exactly these bytes.
+pub fn etag_of(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(data);
+    let mut etag = String::with_capacity(34);
+    etag.push('"');
+    for byte in &digest[..16] {
+        use std::fmt::Write;
+        let _ = write!(etag, "{byte:02x}");
+    }
+    etag.push('"');
+    etag
 }
 
 /// Where a response came from, for `X-Cache`.
@@ -138,15 +213,38 @@ impl CacheStatus {
     }
 }
 
-/// One execution shared by identical concurrent requests.
-type Flight = Arc<OnceCell<(Outcome, CacheStatus)>>;
+/// The key of an operation in the cache, without its scope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(pub String);
+
+impl CacheKey {
+    /// The key of an operation whose executed shape (with its argument values) is `canonical`.
+    pub fn of(canonical: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(canonical.as_bytes());
+        let mut key = String::with_capacity(64);
+        for byte in digest {
+            use std::fmt::Write;
+            let _ = write!(key, "{byte:02x}");
+        }
+        Self(key)
+    }
+
+    fn public(&self) -> String {
+        format!("{}:public", self.0)
+    }
+
+    fn of_user(&self, user_id: i64) -> String {
+        format!("{}:user:{user_id}", self.0)
+    }
+}
 
 /// The response cache in front of a store.
 pub struct ResponseCache {
     store: Arc<dyn CacheStore>,
     redis: Option<RedisClient>,
     max_ttl: Duration,
-    flights: Mutex<HashMap<String, Flight>>,
+    flights: Mutex<HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>,
     /// An invalidation failed: everything is invalidated before the cache is used again.
     pending: AtomicBool,
     /// Redis recoveries already handled.
@@ -164,21 +262,6 @@ impl ResponseCache {
             pending: AtomicBool::new(false),
             recoveries: AtomicU64::new(0),
         }
-    }
-
-    /// The key of an operation (without its scope): the normalized document, the operation name
-    /// and the variables with sorted keys.
-    pub fn key(
-        document: &str,
-        operation_name: Option<&str>,
-        variables: &serde_json::Value,
-    ) -> String {
-        let material = format!(
-            "{}\u{0}{}\u{0}{variables}",
-            normalize_document(document),
-            operation_name.unwrap_or_default()
-        );
-        sha256_hex(&material)
     }
 
     /// After Redis came back or an invalidation failed, entries written before may be stale:
@@ -206,36 +289,28 @@ impl ResponseCache {
     /// The cached response for `key` that `viewer` may see; `Err` when the cache is unavailable.
     pub async fn lookup(
         &self,
-        key: &str,
+        key: &CacheKey,
         viewer: Option<i64>,
-    ) -> Result<Option<(Value, CachePolicy)>, ()> {
+    ) -> Result<Option<Arc<CachedResponse>>, ()> {
         if !self.ready().await {
             return Err(());
         }
-        if let Some(stored) = self.get(&format!("{key}:public")).await? {
+        if let Some(stored) = self.get(&key.public()).await? {
             // A private response stored there was computed for an anonymous viewer.
             if stored.policy.public || viewer.is_none() {
-                return Ok(Some(decode(stored)));
+                return Ok(Some(stored));
             }
         }
         match viewer {
-            Some(user_id) => Ok(self
-                .get(&format!("{key}:user:{user_id}"))
-                .await?
-                .map(decode)),
+            Some(user_id) => self.get(&key.of_user(user_id)).await,
             None => Ok(None),
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Stored>, ()> {
-        match self.store.get(key).await {
-            Ok(Some(payload)) => Ok(serde_json::from_slice(&payload).ok()),
-            Ok(None) => Ok(None),
-            Err(err) => {
-                tracing::debug!(error = %err, "response cache unavailable");
-                Err(())
-            }
-        }
+    async fn get(&self, key: &str) -> Result<Option<Arc<CachedResponse>>, ()> {
+        self.store.get(key).await.map_err(|err| {
+            tracing::debug!(error = %err, "response cache unavailable");
+        })
     }
 
     /// The generation to pass to [`Self::store`]; read before executing.
@@ -243,69 +318,71 @@ impl ResponseCache {
         self.store.generation().await.ok()
     }
 
-    /// Stores a response computed for `viewer` that read `tags`, when its policy allows.
+    /// Stores `response`, computed for `viewer` and having read `tags`: under the public key when
+    /// nothing private ran (or the viewer is anonymous), under the viewer's own key otherwise.
     pub async fn store(
         &self,
-        key: &str,
+        key: &CacheKey,
         viewer: Option<i64>,
         generation: u64,
-        outcome: &Outcome,
-        mut tags: Vec<String>,
+        response: Arc<CachedResponse>,
+        tags: Vec<String>,
     ) {
-        let Some(policy) = CachePolicy::from_hints(outcome.hints) else {
-            return;
+        let scoped = match (response.policy.public, viewer) {
+            (false, Some(user_id)) => key.of_user(user_id),
+            _ => key.public(),
         };
-        if !outcome.errors.is_empty() {
-            return;
-        }
-        let scoped = match (policy.public, viewer) {
-            (false, Some(user_id)) => format!("{key}:user:{user_id}"),
-            _ => format!("{key}:public"),
-        };
-        let Ok(data) = outcome.data.clone().into_json() else {
-            return;
-        };
-        let Ok(payload) = serde_json::to_vec(&Stored { policy, data }) else {
-            return;
-        };
-        tags.push(ALL.to_owned());
-        let ttl = Duration::from_secs(u64::from(policy.max_age)).min(self.max_ttl);
+        let ttl = Duration::from_secs(u64::from(response.policy.max_age)).min(self.max_ttl);
         if let Err(err) = self
             .store
-            .put(&scoped, generation, ttl, &tags, payload)
+            .put(&scoped, generation, ttl, &tags, response)
             .await
         {
             tracing::debug!(error = %err, "response not cached");
         }
     }
 
-    /// Invalidates `tags` after a mutation committed. When the store cannot be reached, the whole
+    /// Invalidates `tags` after a mutation committed, to the end even when the request that
+    /// committed is cancelled (its client went away). When the store cannot be reached, the whole
     /// cache is invalidated as soon as it can, and nothing is served from it until then.
-    pub async fn invalidate(&self, tags: &[String]) {
+    pub async fn invalidate(self: &Arc<Self>, tags: Vec<String>) {
         if tags.is_empty() {
             return;
         }
-        if let Err(err) = self.store.invalidate(tags).await {
-            tracing::warn!(error = %err, "cache invalidation failed: the cache is bypassed until it can be emptied");
+        let cache = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            if let Err(err) = cache.store.invalidate(&tags).await {
+                tracing::warn!(error = %err, "cache invalidation failed: the cache is bypassed until it can be emptied");
+                cache.pending.store(true, Ordering::Relaxed);
+            }
+        });
+        if task.await.is_err() {
             self.pending.store(true, Ordering::Relaxed);
         }
     }
 
     /// Runs `execute` once for all the identical requests (`flight`) that arrive while it runs;
-    /// the others get its outcome as a HIT.
-    pub async fn single_flight<F>(&self, flight: &str, execute: F) -> (Outcome, CacheStatus)
+    /// the others get its outcome, and `false` for "ran it".
+    pub async fn single_flight<T, F>(&self, flight: &str, execute: F) -> (T, bool)
     where
-        F: Future<Output = (Outcome, CacheStatus)>,
+        T: Clone + Send + Sync + 'static,
+        F: Future<Output = T>,
     {
-        let cell = {
+        let cell: Arc<OnceCell<T>> = {
             let mut flights = self
                 .flights
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            flights.entry(flight.to_owned()).or_default().clone()
+            let entry = flights
+                .entry(flight.to_owned())
+                .or_insert_with(|| Arc::new(OnceCell::<T>::new()));
+            match Arc::clone(entry).downcast::<OnceCell<T>>() {
+                Ok(cell) => cell,
+                Err(_) => Arc::new(OnceCell::new()),
+            }
         };
         let mut ran = false;
-        let (outcome, status) = cell
+        let outcome = cell
             .get_or_init(|| async {
                 ran = true;
                 execute.await
@@ -317,65 +394,9 @@ impl ResponseCache {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(flight);
-            (outcome, status)
-        } else {
-            (outcome, CacheStatus::Hit)
         }
+        (outcome, ran)
     }
-}
-
-fn decode(stored: Stored) -> (Value, CachePolicy) {
-    (
-        Value::from_json(stored.data).unwrap_or(Value::Null),
-        stored.policy,
-    )
-}
-
-/// The document with comments dropped and every run of whitespace and commas outside strings
-/// made one space, so that formatting does not split the cache.
-pub fn normalize_document(document: &str) -> String {
-    let mut normalized = String::with_capacity(document.len());
-    let mut chars = document.chars().peekable();
-    let mut gap = false;
-    while let Some(c) = chars.next() {
-        match c {
-            '#' => {
-                for next in chars.by_ref() {
-                    if next == '\n' || next == '\r' {
-                        break;
-                    }
-                }
-                gap = true;
-            }
-            ' ' | '\t' | '\n' | '\r' | ',' | '\u{feff}' => gap = true,
-            '"' => {
-                if gap && !normalized.is_empty() {
-                    normalized.push(' ');
-                }
-                gap = false;
-                normalized.push('"');
-                let mut escaped = false;
-                for next in chars.by_ref() {
-                    normalized.push(next);
-                    if escaped {
-                        escaped = false;
-                    } else if next == '\\' {
-                        escaped = true;
-                    } else if next == '"' {
-                        break;
-                    }
-                }
-            }
-            _ => {
-                if gap && !normalized.is_empty() {
-                    normalized.push(' ');
-                }
-                gap = false;
-                normalized.push(c);
-            }
-        }
-    }
-    normalized
 }
 
 #[cfg(test)]
@@ -383,17 +404,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formatting_and_comments_do_not_change_the_key() {
-        let variables = serde_json::json!({ "b": 1, "a": 2 });
-        let one = ResponseCache::key("{ articles { nodes { title } } }", None, &variables);
-        let other = ResponseCache::key(
-            "# the newest\n{\n  articles {\n    nodes { title }\n  }\n}",
-            None,
-            &serde_json::json!({ "a": 2, "b": 1 }),
+    fn a_stored_response_decodes_to_itself() {
+        let response = CachedResponse::new(
+            CachePolicy {
+                max_age: 60,
+                public: false,
+            },
+            Bytes::from_static(b"{\"b\":1,\"a\":[\"x\\ny\"]}"),
+            7,
         );
-        assert_eq!(one, other);
-        let string = ResponseCache::key("{ user(username: \"a  b\") { bio } }", None, &variables);
-        let spaced = ResponseCache::key("{ user(username: \"a b\") { bio } }", None, &variables);
-        assert_ne!(string, spaced, "strings keep their spaces");
+        let decoded = CachedResponse::decode(Bytes::from(response.encode())).expect("decodes");
+        assert_eq!(decoded, response);
+        assert_eq!(response.etag.len(), 34);
+    }
+
+    #[test]
+    fn keys_differ_for_different_shapes() {
+        assert_ne!(
+            CacheKey::of("Q{user(username:\"a  b\"){bio}}"),
+            CacheKey::of("Q{user(username:\"a b\"){bio}}")
+        );
     }
 }

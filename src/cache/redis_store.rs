@@ -2,12 +2,14 @@
 //! script, so every instance sees the same entries and the same invalidations at once.
 //! (Scripts read keys they derive from their arguments: a single Redis, not Redis Cluster.)
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use redis::Script;
 
+use super::CachedResponse;
 use super::store::{CacheStore, StoreError};
 use crate::redis_client::RedisClient;
 
@@ -105,7 +107,10 @@ impl CacheStore for RedisStore {
         })
     }
 
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<CachedResponse>>, StoreError>> {
         Box::pin(async move {
             let (entry, prefix) = (self.entry_key(key), self.tag_prefix());
             let payload: Option<Vec<u8>> = self
@@ -117,7 +122,9 @@ impl CacheStore for RedisStore {
                         .await
                 })
                 .await?;
-            Ok(payload)
+            Ok(payload
+                .and_then(|payload| CachedResponse::decode(Bytes::from(payload)))
+                .map(Arc::new))
         })
     }
 
@@ -127,9 +134,10 @@ impl CacheStore for RedisStore {
         generation: u64,
         ttl: Duration,
         tags: &'a [String],
-        payload: Vec<u8>,
+        response: Arc<CachedResponse>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            let payload = response.encode();
             let (entry, prefix) = (self.entry_key(key), self.tag_prefix());
             let millis = ttl.as_millis().max(1) as u64;
             let stored: i64 = self
@@ -141,6 +149,7 @@ impl CacheStore for RedisStore {
                         .arg(generation.to_string())
                         .arg(millis)
                         .arg(payload);
+                    invocation.arg(super::ALL);
                     for tag in tags {
                         invocation.arg(tag.as_str());
                     }

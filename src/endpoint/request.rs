@@ -1,6 +1,8 @@
 //! Reading GraphQL requests from HTTP: `GET` URL parameters or a `POST` JSON body (one operation,
 //! or a batch as an array), with a clear 4xx for anything else.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::Query;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -8,20 +10,8 @@ use serde_json::{Map, Value};
 
 use super::response::HttpError;
 use crate::error::code;
-use crate::persisted::PersistedRequest;
-
-/// One operation as the client sent it.
-#[derive(Debug, Clone, Default)]
-pub struct RawOperation {
-    /// The document (empty when only a persisted query hash is sent).
-    pub query: String,
-    /// The operation to run, when the document has several.
-    pub operation_name: Option<String>,
-    /// The variables (a JSON object).
-    pub variables: Map<String, Value>,
-    /// Persisted query hash and version.
-    pub persisted: PersistedRequest,
-}
+use crate::gateway::RawOperation;
+use crate::gateway::persisted::PersistedRequest;
 
 /// The operations of one HTTP request.
 #[derive(Debug, Clone)]
@@ -32,15 +22,30 @@ pub struct RawRequest {
     pub batch: bool,
 }
 
-/// Reads the request's operations; `max_batch` bounds a batch, `max_body_bytes` the body.
+/// How much of a request is read, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Largest body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most operations in a batch.
+    pub max_batch: usize,
+    /// Longest time to receive the body (separate from the time to execute).
+    pub body_deadline: Duration,
+}
+
+/// Reads the request's operations within `limits`.
 pub async fn read(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-    max_body_bytes: usize,
-    max_batch: usize,
+    limits: ReadLimits,
 ) -> Result<RawRequest, HttpError> {
+    let ReadLimits {
+        max_body_bytes,
+        max_batch,
+        body_deadline,
+    } = limits;
     if *method == Method::GET {
         let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(uri).map_err(|err| {
             HttpError::bad_request(format!("The URL parameters cannot be read: {err}"))
@@ -99,9 +104,21 @@ pub async fn read(
     if declared.is_some_and(|length| length > max_body_bytes) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, max_body_bytes)
-        .await
-        .map_err(|_| too_large())?;
+    let bytes =
+        match tokio::time::timeout(body_deadline, axum::body::to_bytes(body, max_body_bytes)).await
+        {
+            Ok(read) => read.map_err(|_| too_large())?,
+            Err(_) => {
+                return Err(HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    code::REQUEST_TIMEOUT,
+                    format!(
+                        "The request body did not arrive within {} s",
+                        body_deadline.as_secs()
+                    ),
+                ));
+            }
+        };
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| HttpError::bad_request("The request body is not valid UTF-8"))?;
     let json: Value = serde_json::from_str(text).map_err(|err| {

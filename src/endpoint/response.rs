@@ -1,14 +1,13 @@
-//! Writing GraphQL responses: media type by `Accept`, the HTTP status, rate-limit headers, and the
-//! JSON errors of requests that never reach GraphQL.
+//! Writing GraphQL responses: media type by `Accept`, the HTTP status, cache and rate-limit
+//! headers, and the JSON errors of requests that never reach GraphQL.
 
 use async_graphql::Value;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::cache::{CachePolicy, CacheStatus};
+use crate::cache::etag_of;
 use crate::error::code;
-use crate::persisted::sha256_hex;
-use crate::rate_limit::Decision;
+use crate::gateway::{Answer, Settled};
 
 /// The official GraphQL-over-HTTP media type.
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -92,82 +91,31 @@ pub fn overloaded() -> Response {
     response
 }
 
-/// How the response relates to caches.
-#[derive(Debug, Clone, Copy)]
-pub struct Caching {
-    /// Where the response came from (`X-Cache`).
-    pub status: CacheStatus,
-    /// Its cache policy; `None` sends `Cache-Control: no-store` (mutations, errors, batches).
-    pub policy: Option<CachePolicy>,
-    /// Whether to send an `ETag` and answer a matching `If-None-Match` with 304 (GET queries).
-    pub etag: bool,
-}
-
-impl Default for Caching {
-    fn default() -> Self {
-        Self {
-            status: CacheStatus::Bypass,
-            policy: None,
-            etag: false,
-        }
-    }
-}
-
-/// The HTTP response for GraphQL `responses` (an array when `batch`), negotiated by `request_headers`.
-pub fn graphql(
-    responses: Vec<async_graphql::Response>,
-    batch: bool,
-    request_headers: &HeaderMap,
-    throttle: Option<Decision>,
-    caching: Caching,
-) -> Response {
+/// The HTTP response for a settled exchange, negotiated by `request_headers`; `get` answers a
+/// matching `If-None-Match` with 304 and sends an `ETag`.
+pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Response {
     let accept = request_headers
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     let official = accept.contains(GRAPHQL_RESPONSE_JSON);
-    let retry_after = responses
-        .iter()
-        .flat_map(|response| &response.errors)
-        .filter_map(|error| {
-            let extensions = error.extensions.as_ref()?;
-            match extensions.get("code")? {
-                Value::String(code) if code == code::RATE_LIMITED => {
-                    match extensions.get("retryAfterSeconds")? {
-                        Value::Number(seconds) => seconds.as_u64(),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            }
-        })
-        .max();
-    let request_error = responses.iter().all(is_request_error);
-    let status = if retry_after.is_some() {
+    let request_error = settled.answers.iter().all(is_request_error);
+    let status = if settled.retry_after.is_some() {
         StatusCode::TOO_MANY_REQUESTS
-    } else if official && request_error && !batch {
+    } else if official && request_error && !settled.batch {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let results: Vec<serde_json::Value> = responses.iter().map(result_json).collect();
-    let body = if batch {
-        serde_json::to_vec(&results)
-    } else {
-        serde_json::to_vec(&results[0])
-    };
-    let body = match body {
-        Ok(body) => body,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot serialize a GraphQL response");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
+    let single = !settled.batch && settled.answers.len() == 1;
     // The entity is the data: `extensions.cost` (the budget) changes with every request.
-    let etag = (caching.etag && status == StatusCode::OK && !batch)
-        .then(|| serde_json::to_vec(&responses[0].data).ok())
-        .flatten()
-        .map(|data| format!("\"{}\"", &sha256_hex(&data)[..32]));
+    let etag = (get && single && settled.query && status == StatusCode::OK)
+        .then(|| match (&settled.etag, settled.answers[0].data.as_ref()) {
+            (Some(etag), _) => Some(etag.to_string()),
+            (None, Some(data)) => Some(etag_of(data)),
+            (None, None) => None,
+        })
+        .flatten();
     let not_modified = etag.as_deref().is_some_and(|etag| {
         request_headers
             .get(header::IF_NONE_MATCH)
@@ -182,16 +130,19 @@ pub fn graphql(
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (status, body).into_response()
+        (status, body(&settled)).into_response()
     };
     let headers = response.headers_mut();
-    headers.insert("x-cache", HeaderValue::from_static(caching.status.header()));
+    headers.insert(
+        "x-cache",
+        HeaderValue::from_static(settled.cache_status.header()),
+    );
     // The answer depends on who asks and on the media type they accept.
     headers.insert(
         header::VARY,
         HeaderValue::from_static("accept, authorization"),
     );
-    let cache_control = caching
+    let cache_control = settled
         .policy
         .map_or_else(|| "no-store".to_owned(), |policy| policy.header());
     if let Ok(value) = HeaderValue::from_str(&cache_control) {
@@ -211,10 +162,10 @@ pub fn graphql(
             "application/json; charset=utf-8"
         }),
     );
-    if let Some(seconds) = retry_after {
+    if let Some(seconds) = settled.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
-    if let Some(decision) = throttle {
+    if let Some(decision) = settled.throttle {
         headers.insert(
             "ratelimit-limit",
             HeaderValue::from(decision.policy.capacity as u64),
@@ -231,25 +182,63 @@ pub fn graphql(
     response
 }
 
-/// Whether the request failed before execution began (parse, validation, limits, budget): all
-/// its errors lie outside any field.
-fn is_request_error(response: &async_graphql::Response) -> bool {
-    matches!(response.data, Value::Null)
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|error| error.path.is_empty())
+/// Whether the request failed before execution began (parse, validation, limits, budget): no
+/// data, and errors outside any field.
+fn is_request_error(answer: &Answer) -> bool {
+    answer.data.is_none()
+        && !answer.errors.is_empty()
+        && answer.errors.iter().all(|error| error.path.is_empty())
 }
 
-/// The JSON of one result; a request that failed before execution has no `data` entry, as the
-/// GraphQL specification asks.
-fn result_json(response: &async_graphql::Response) -> serde_json::Value {
-    let mut json = serde_json::to_value(response).unwrap_or_else(|err| {
-        tracing::error!(error = %err, "cannot serialize a GraphQL response");
-        serde_json::json!({ "errors": [{ "message": "Internal server error" }] })
-    });
-    if is_request_error(response)
-        && let Some(object) = json.as_object_mut()
-    {
-        object.remove("data");
+/// The body: one result object, or a list of them for a batch. The data is written as the bytes
+/// it was serialized to (or stored as), in the order the operation selected its fields.
+fn body(settled: &Settled) -> Vec<u8> {
+    let size: usize = settled
+        .answers
+        .iter()
+        .map(|answer| answer.data.as_ref().map_or(0, |data| data.len()) + 256)
+        .sum();
+    let mut body = Vec::with_capacity(size);
+    if settled.batch {
+        body.push(b'[');
     }
-    json
+    for (index, answer) in settled.answers.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        write_answer(&mut body, answer);
+    }
+    if settled.batch {
+        body.push(b']');
+    }
+    body
+}
+
+fn write_answer(body: &mut Vec<u8>, answer: &Answer) {
+    body.push(b'{');
+    let mut first = true;
+    let mut key = |body: &mut Vec<u8>, name: &str| {
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        body.push(b'"');
+        body.extend_from_slice(name.as_bytes());
+        body.extend_from_slice(b"\":");
+    };
+    if let Some(data) = &answer.data {
+        key(body, "data");
+        body.extend_from_slice(data);
+    }
+    if !answer.errors.is_empty() {
+        key(body, "errors");
+        if serde_json::to_writer(&mut *body, &answer.errors).is_err() {
+            body.extend_from_slice(b"[]");
+        }
+    }
+    key(body, "extensions");
+    if serde_json::to_writer(&mut *body, &answer.extensions).is_err() {
+        body.extend_from_slice(b"{}");
+    }
+    body.push(b'}');
 }

@@ -5,7 +5,7 @@ use async_graphql::dataloader::DataLoader;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::{Passwords, Tokens, Viewer};
-use crate::cache::{ReadTags, WrittenTags};
+use crate::cache::Recorder;
 
 /// Shortcuts on [`Context`]; the data is put there by the schema and the request handler.
 pub trait ContextExt {
@@ -23,6 +23,9 @@ pub trait ContextExt {
     fn read_tag(&self, tag: String);
     /// Records that this mutation changed what `tag` stands for (invalidated after it commits).
     fn write_tag(&self, tag: String);
+    /// Records that the response depends on who asks: every resolver of a private field calls it
+    /// as it runs, so the response is never stored under the public key.
+    fn mark_private(&self);
 }
 
 impl ContextExt for Context<'_> {
@@ -47,14 +50,20 @@ impl ContextExt for Context<'_> {
     }
 
     fn read_tag(&self, tag: String) {
-        if let Some(tags) = self.data_opt::<ReadTags>() {
-            tags.0.add(tag);
+        if let Some(recorder) = self.data_opt::<Recorder>() {
+            recorder.0.reads.add(tag);
         }
     }
 
     fn write_tag(&self, tag: String) {
-        if let Some(tags) = self.data_opt::<WrittenTags>() {
-            tags.0.add(tag);
+        if let Some(recorder) = self.data_opt::<Recorder>() {
+            recorder.0.writes.add(tag);
+        }
+    }
+
+    fn mark_private(&self) {
+        if let Some(recorder) = self.data_opt::<Recorder>() {
+            recorder.0.mark_private();
         }
     }
 }

@@ -1,12 +1,8 @@
 //! The GraphQL kit the areas build on: connections and cursors, scalars, global ids, context access.
 
-pub mod analysis;
 pub mod connection;
 pub mod context;
-pub mod cost;
 pub mod id;
-pub mod limits;
-pub mod logging;
 pub mod scalars;
 
 pub use connection::{CacheTagged, PageInfo, TotalCount};

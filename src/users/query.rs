@@ -17,6 +17,7 @@ impl UsersQuery {
     /// The signed-in user; null when anonymous.
     #[graphql(cache_control(max_age = 60, private))]
     async fn viewer(&self, ctx: &Context<'_>) -> FieldResult<Option<User>> {
+        ctx.mark_private();
         let Some(user_id) = ctx.viewer().user_id() else {
             return Ok(None);
         };

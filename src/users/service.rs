@@ -38,6 +38,8 @@ pub struct AccountChanges {
     pub bio: Option<String>,
     /// A new image URL; `""` removes it.
     pub image: Option<String>,
+    /// The current password: required to change the email or the password.
+    pub current_password: Option<String>,
 }
 
 fn username_matches(username: &str) -> Expr {
@@ -58,22 +60,26 @@ pub async fn register(
     registration: Registration,
 ) -> AppResult<user::Model> {
     let mut errors = FieldErrors::new();
-    validate::username(&mut errors, &registration.username);
+    let username = validate::username(&mut errors, &registration.username);
     validate::email(&mut errors, &registration.email);
     validate::password(&mut errors, &registration.password);
     validate::finish(errors)?;
+    // Cheap checks first: a taken name is refused before any password is hashed (the unique
+    // indexes still decide a race).
+    ensure_free(db, Some(&username), Some(&registration.email), None).await?;
 
     let password_hash = passwords.hash(registration.password).await?;
     let now = db::now();
     let txn = db::begin_write(db).await?;
     let created = user::ActiveModel {
-        username: Set(registration.username),
+        username: Set(username),
         email: Set(registration.email),
         password_hash: Set(password_hash),
         bio: Set(None),
         image: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        token_version: Set(0),
         ..Default::default()
     }
     .insert(&txn)
@@ -82,27 +88,36 @@ pub async fn register(
     Ok(created)
 }
 
-/// The user with `email` and `password`; UNAUTHENTICATED otherwise, the same way and in about the
-/// same time whether the email is unknown or the password wrong.
-#[tracing::instrument(skip_all)]
-pub async fn login(
-    db: &DatabaseConnection,
-    passwords: &Passwords,
-    email: &str,
-    password: String,
-) -> AppResult<user::Model> {
+/// Checks the shape of sign-in input before anything else (lookups, throttling keys, hashing).
+pub fn check_login_input(email: &str, password: &str) -> AppResult<()> {
     let mut errors = FieldErrors::new();
     validate::required(&mut errors, "email", email, validate::MAX_EMAIL);
-    validate::required(&mut errors, "password", &password, validate::MAX_PASSWORD);
-    validate::finish(errors)?;
+    validate::required(&mut errors, "password", password, validate::MAX_PASSWORD);
+    validate::finish(errors)
+}
 
-    let found = user::Entity::find()
-        .filter(email_matches(email))
+/// The user registered with `email` (any case), if any.
+pub async fn find_by_email(
+    db: &impl ConnectionTrait,
+    email: &str,
+) -> AppResult<Option<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(email_matches(email.trim()))
         .one(db)
-        .await?;
-    let hash = found.as_ref().map(|user| user.password_hash.clone());
+        .await?)
+}
+
+/// `user` when `password` is theirs; UNAUTHENTICATED otherwise, the same way and in about the
+/// same time whether there is no such user or the password is wrong.
+#[tracing::instrument(skip_all)]
+pub async fn verify_login(
+    passwords: &Passwords,
+    user: Option<user::Model>,
+    password: String,
+) -> AppResult<user::Model> {
+    let hash = user.as_ref().map(|user| user.password_hash.clone());
     if passwords.verify(password, hash).await? {
-        found.ok_or_else(wrong_credentials)
+        user.ok_or_else(wrong_credentials)
     } else {
         Err(wrong_credentials())
     }
@@ -112,7 +127,37 @@ fn wrong_credentials() -> AppError {
     AppError::Unauthenticated("Wrong email or password".into())
 }
 
-/// Applies `changes` to user `user_id`.
+/// CONFLICT when `username` or `email` belongs to a user other than `except`.
+async fn ensure_free(
+    db: &impl ConnectionTrait,
+    username: Option<&str>,
+    email: Option<&str>,
+    except: Option<i64>,
+) -> AppResult<()> {
+    let others = |found: Option<user::Model>| found.filter(|user| Some(user.id) != except);
+    if let Some(username) = username
+        && others(find_by_username(db, username).await?).is_some()
+    {
+        return Err(AppError::Conflict {
+            field: "username".into(),
+        });
+    }
+    if let Some(email) = email
+        && others(find_by_email(db, email).await?).is_some()
+    {
+        return Err(AppError::Conflict {
+            field: "email".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The reason given when `currentPassword` does not match.
+pub const WRONG_CURRENT_PASSWORD: &str = "is not the current password";
+
+/// Applies `changes` to user `user_id`. Changing the email or the password needs the current
+/// password; changing the password revokes every token issued before (the user's token version
+/// moves on). Cheap checks (input, uniqueness) run before any password is hashed.
 #[tracing::instrument(skip_all, fields(user_id))]
 pub async fn update_account(
     db: &DatabaseConnection,
@@ -121,9 +166,10 @@ pub async fn update_account(
     changes: AccountChanges,
 ) -> AppResult<user::Model> {
     let mut errors = FieldErrors::new();
-    if let Some(username) = &changes.username {
-        validate::username(&mut errors, username);
-    }
+    let username = changes
+        .username
+        .as_deref()
+        .map(|username| validate::username(&mut errors, username));
     if let Some(email) = &changes.email {
         validate::email(&mut errors, email);
     }
@@ -136,8 +182,44 @@ pub async fn update_account(
     if let Some(image) = &changes.image {
         validate::max_chars(&mut errors, "image", image, validate::MAX_URL);
     }
+    let sensitive = changes.email.is_some() || changes.password.is_some();
+    match &changes.current_password {
+        None if sensitive => {
+            errors.insert(
+                "currentPassword".into(),
+                "is required to change the email or the password".into(),
+            );
+        }
+        Some(current) => {
+            validate::max_chars(
+                &mut errors,
+                "currentPassword",
+                current,
+                validate::MAX_PASSWORD,
+            );
+        }
+        None => {}
+    }
     validate::finish(errors)?;
+    ensure_free(
+        db,
+        username.as_deref(),
+        changes.email.as_deref(),
+        Some(user_id),
+    )
+    .await?;
 
+    let current = user::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("The signed-in user no longer exists".into()))?;
+    if let Some(password) = changes.current_password
+        && !passwords
+            .verify(password, Some(current.password_hash.clone()))
+            .await?
+    {
+        return Err(AppError::invalid("currentPassword", WRONG_CURRENT_PASSWORD));
+    }
     let password_hash = match changes.password {
         Some(password) => Some(passwords.hash(password).await?),
         None => None,
@@ -147,8 +229,9 @@ pub async fn update_account(
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::Unauthenticated("The signed-in user no longer exists".into()))?;
+    let version = current.token_version;
     let mut account: user::ActiveModel = current.into();
-    if let Some(username) = changes.username {
+    if let Some(username) = username {
         account.username = Set(username);
     }
     if let Some(email) = changes.email {
@@ -156,6 +239,7 @@ pub async fn update_account(
     }
     if let Some(hash) = password_hash {
         account.password_hash = Set(hash);
+        account.token_version = Set(version + 1);
     }
     if let Some(bio) = changes.bio {
         account.bio = Set(Some(bio).filter(|bio| !bio.is_empty()));
@@ -169,13 +253,29 @@ pub async fn update_account(
     Ok(updated)
 }
 
+/// Revokes every token of `user_id`: their token version moves on.
+#[tracing::instrument(skip(db))]
+pub async fn revoke_tokens(db: &DatabaseConnection, user_id: i64) -> AppResult<user::Model> {
+    let txn = db::begin_write(db).await?;
+    let current = user::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::Unauthenticated("The signed-in user no longer exists".into()))?;
+    let version = current.token_version;
+    let mut account: user::ActiveModel = current.into();
+    account.token_version = Set(version + 1);
+    let updated = account.update(&txn).await?;
+    txn.commit().await?;
+    Ok(updated)
+}
+
 /// The user named `username` (case-insensitively), if any.
 pub async fn find_by_username(
     db: &impl ConnectionTrait,
     username: &str,
 ) -> AppResult<Option<user::Model>> {
     Ok(user::Entity::find()
-        .filter(username_matches(username))
+        .filter(username_matches(&validate::normalize_username(username)))
         .one(db)
         .await?)
 }
@@ -193,7 +293,7 @@ pub fn ids_named(username: &str) -> SelectStatement {
     user::Entity::find()
         .select_only()
         .column(user::Column::Id)
-        .filter(username_matches(username))
+        .filter(username_matches(&validate::normalize_username(username)))
         .into_query()
 }
 

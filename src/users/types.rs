@@ -37,6 +37,7 @@ impl User {
     /// The email address: visible to the user themself only, null for everyone else.
     #[graphql(cache_control(max_age = 60, private))]
     async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
+        ctx.mark_private();
         (ctx.viewer().user_id() == Some(self.0.id)).then_some(self.0.email.as_str())
     }
 
@@ -53,6 +54,7 @@ impl User {
     /// Whether the viewer follows this user; false when anonymous.
     #[graphql(cache_control(max_age = 60, private))]
     async fn following(&self, ctx: &Context<'_>) -> FieldResult<bool> {
+        ctx.mark_private();
         if ctx.viewer().user_id().is_none() {
             return Ok(false);
         }
@@ -131,6 +133,8 @@ pub struct UpdateViewerInput {
     pub bio: Option<String>,
     /// A new image URL; `""` removes it.
     pub image: Option<String>,
+    /// The current password: required to change the email or the password.
+    pub current_password: Option<String>,
 }
 
 /// The result of `register`.
@@ -154,7 +158,8 @@ pub struct LoginPayload {
 /// The result of `updateViewer`.
 #[derive(SimpleObject)]
 pub struct UpdateViewerPayload {
-    /// A fresh token for the user (earlier tokens stay valid until they expire).
+    /// A fresh token for the user. After a password change, tokens issued before no longer work:
+    /// use this one.
     pub token: String,
     /// The user after the changes.
     pub user: User,
@@ -171,5 +176,14 @@ pub struct FollowUserPayload {
 #[derive(SimpleObject)]
 pub struct UnfollowUserPayload {
     /// The user no longer followed.
+    pub user: User,
+}
+
+/// The result of `signOutEverywhere`.
+#[derive(SimpleObject)]
+pub struct SignOutEverywherePayload {
+    /// A fresh token for this client; every token issued before no longer works.
+    pub token: String,
+    /// The signed-out user.
     pub user: User,
 }

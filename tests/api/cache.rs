@@ -268,7 +268,7 @@ async fn a_follow_invalidates_the_followers_feed() {
 
 #[tokio::test]
 async fn entries_expire() {
-    let app = spawn_app_with(|config| config.cache_max_ttl_secs = 1).await;
+    let app = spawn_app_with(|config| config.cache.max_ttl_secs = 1).await;
     let query = "{ articles { totalCount } }";
     assert_eq!(cached(&app, None, query).await.0, "MISS");
     assert_eq!(cached(&app, None, query).await.0, "HIT");
@@ -335,7 +335,8 @@ async fn queries_over_get_carry_an_etag_and_answer_304_when_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn identical_concurrent_misses_run_the_query_once() {
-    let app = spawn_app().await;
+    // Twenty requests at once from one address: a budget that holds them all.
+    let app = spawn_app_with(|config| config.rate_limit.capacity = 100_000).await;
     let token = app.register("writer").await;
     for n in 0..3 {
         app.create_article(&token, &format!("Article {n}"), &["t"])
@@ -377,7 +378,7 @@ async fn a_redis_outage_leaves_every_request_answered_and_nothing_stale() {
     let Some(redis_url) = test_redis_url() else {
         // Without Redis: a configured but unreachable Redis is an outage that never ends.
         let app =
-            spawn_app_with(|config| config.redis_url = Some("redis://127.0.0.1:1".into())).await;
+            spawn_app_with(|config| config.redis.url = Some("redis://127.0.0.1:1".into())).await;
         let token = app.register("writer").await;
         let slug = app.create_article(&token, "Before", &[]).await;
         let query = format!(r#"{{ article(slug: "{slug}") {{ title }} }}"#);
@@ -387,7 +388,7 @@ async fn a_redis_outage_leaves_every_request_answered_and_nothing_stale() {
         return;
     };
     let proxy = RedisProxy::start(&redis_url).await;
-    let app = spawn_app_with(|config| config.redis_url = Some(proxy.url())).await;
+    let app = spawn_app_with(|config| config.redis.url = Some(proxy.url())).await;
     let token = app.register("writer").await;
     let slug = app.create_article(&token, "Before", &[]).await;
     let query = format!(r#"{{ article(slug: "{slug}") {{ title }} }}"#);

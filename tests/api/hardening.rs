@@ -31,7 +31,8 @@ async fn responses_carry_security_headers() {
 #[tokio::test]
 async fn cors_allows_the_configured_origins_only() {
     let app =
-        spawn_app_with(|config| config.cors_origins = vec!["https://app.example".into()]).await;
+        spawn_app_with(|config| config.http.cors_origins = vec!["https://app.example".into()])
+            .await;
     let preflight = |origin: &'static str| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/graphql"))
@@ -81,8 +82,8 @@ async fn cors_allows_the_configured_origins_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_saturated_server_sheds_load_with_503_and_recovers() {
     let app = spawn_app_with(|config| {
-        config.max_in_flight = 1;
-        config.hash_concurrency = Some(1);
+        config.http.max_in_flight = 1;
+        config.auth.hash_concurrency = Some(1);
     })
     .await;
     // Each registration hashes a password; with one request in flight the others are shed.
@@ -128,9 +129,9 @@ async fn a_saturated_server_sheds_load_with_503_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_over_the_time_limit_are_cut_off_with_503() {
     let app = spawn_app_with(|config| {
-        config.request_timeout_secs = 1;
-        config.hash_concurrency = Some(1);
-        config.login_attempts_per_address = 1000;
+        config.http.request_timeout_secs = 1;
+        config.auth.hash_concurrency = Some(1);
+        config.rate_limit.login_attempts_per_address = 1000;
     })
     .await;
     // 120 logins hash one after another: together they take well over a second.

@@ -55,6 +55,8 @@ impl Drop for TestDb {
 /// A running application and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The separate `/metrics` listener, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub database_url: String,
     pub client: reqwest::Client,
     pub statements: StatementCounter,
@@ -114,13 +116,13 @@ pub fn test_redis_url() -> Option<String> {
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let (url, db) = test_database().await;
     let mut config = Config::with_database(url);
-    config.listen = "127.0.0.1:0".parse().expect("address");
-    config.jwt_secret = Some(JWT_SECRET.into());
-    config.db_max_connections = 5;
+    config.server.listen = "127.0.0.1:0".parse().expect("address");
+    config.auth.jwt_secret = Some(JWT_SECRET.into());
+    config.database.max_connections = 5;
     if let Some(redis_url) = test_redis_url() {
-        config.redis_url = Some(redis_url);
+        config.redis.url = Some(redis_url);
         // Each test app has keys of its own; siblings share them.
-        config.redis_prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
+        config.redis.prefix = format!("conduit-test:{}:", uuid::Uuid::new_v4().simple());
     }
     configure(&mut config);
     start(config, Arc::new(db)).await
@@ -129,6 +131,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 async fn start(config: Config, db: Arc<TestDb>) -> TestApp {
     let app = App::build(&config).await.expect("the app starts");
     let addr = app.local_addr().expect("bound address");
+    let metrics_addr = app.metrics_addr();
     let statements = app.state().statements.clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run(async {
@@ -136,7 +139,8 @@ async fn start(config: Config, db: Arc<TestDb>) -> TestApp {
     }));
     TestApp {
         addr,
-        database_url: config.database_url.clone(),
+        metrics_addr,
+        database_url: config.database.url.clone(),
         client: reqwest::Client::new(),
         statements,
         config,
@@ -225,6 +229,28 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// POSTs a GraphQL operation as `token`'s user (when given) with extra `headers`; the raw
+    /// HTTP response.
+    pub async fn post_as(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("request sent")
     }
 
     /// POSTs a GraphQL operation anonymously.

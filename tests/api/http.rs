@@ -214,7 +214,7 @@ async fn a_deprecated_field_works_is_reported_and_counted() {
 
 #[tokio::test]
 async fn introspection_can_be_turned_off() {
-    let app = crate::helpers::spawn_app_with(|config| config.introspection = false).await;
+    let app = crate::helpers::spawn_app_with(|config| config.server.introspection = false).await;
     let response = app.gql("{ __schema { types { name } } }", json!({})).await;
     assert_eq!(
         error_code(&response),

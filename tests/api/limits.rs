@@ -109,7 +109,7 @@ async fn aliases_root_fields_and_selections_are_limited() {
 
 #[tokio::test]
 async fn directives_per_field_are_limited() {
-    let app = spawn_app_with(|config| config.max_directives = 2).await;
+    let app = spawn_app_with(|config| config.limits.max_directives = 2).await;
     assert_accepted(&app, "{ __typename @include(if: true) @skip(if: false) }").await;
     assert_refused(
         &app,
@@ -136,7 +136,7 @@ async fn document_size_and_tokens_are_limited() {
     )
     .await;
 
-    let app = spawn_app_with(|config| config.max_tokens = 40).await;
+    let app = spawn_app_with(|config| config.limits.max_tokens = 40).await;
     // `{`, n fields, `}`: n + 2 tokens.
     let tokens = |n: usize| format!("{{ {} }}", "__typename ".repeat(n));
     assert_accepted(&app, &tokens(38)).await;

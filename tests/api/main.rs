@@ -1,10 +1,12 @@
 //! Integration tests: the real app over HTTP, through the public GraphQL API, one database per test.
 //! SQLite by default; a fresh PostgreSQL database per test when `TEST_DATABASE_URL` is set.
 
+mod abuse;
 mod articles;
 mod cache;
 mod comments;
 mod concurrency;
+mod cost_property;
 mod hardening;
 mod helpers;
 mod http;
@@ -12,7 +14,10 @@ mod limits;
 mod n_plus_one;
 mod nodes;
 mod persisted;
+mod pricing;
+mod privacy;
 mod rate_limit;
 mod redis_proxy;
+mod revocation;
 mod tags;
 mod users;

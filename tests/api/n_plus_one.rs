@@ -26,8 +26,8 @@ async fn a_nested_query_costs_the_same_statements_for_5_and_50_articles() {
     // 50 articles with 10 comments each cost 1,201 points: above the default limit, which is not
     // what this test is about.
     let app = spawn_app_with(|config| {
-        config.max_cost = 5_000;
-        config.rate_limit_capacity = 10_000;
+        config.limits.max_cost = 5_000;
+        config.rate_limit.capacity = 10_000;
     })
     .await;
     let writers = [app.register("writer1").await, app.register("writer2").await];

@@ -110,7 +110,8 @@ async fn trusted_documents_mode_runs_only_the_manifest() {
         .to_string(),
     )
     .expect("manifest written");
-    let app = spawn_app_with(|config| config.trusted_documents = Some(manifest.clone())).await;
+    let app =
+        spawn_app_with(|config| config.persisted.trusted_documents = Some(manifest.clone())).await;
 
     let by_hash = send(&app, json!({ "extensions": persisted(&sha256(listed)) })).await;
     assert_eq!(data(&by_hash)["tags"]["totalCount"], 0);

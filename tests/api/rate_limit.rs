@@ -80,9 +80,9 @@ fn listing(first: usize) -> String {
 #[tokio::test]
 async fn a_client_over_budget_gets_429_while_another_client_is_served() {
     let app = spawn_app_with(|config| {
-        config.rate_limit_capacity = 250;
-        config.rate_limit_restore_rate = 1;
-        config.client_ip_header = Some("x-forwarded-for".into());
+        config.rate_limit.capacity = 250;
+        config.rate_limit.restore_rate = 1;
+        config.http.client_ip_header = Some("x-forwarded-for".into());
     })
     .await;
     seed_articles(&app, 20).await;
@@ -139,8 +139,8 @@ async fn served_until_refused(app: &TestApp, token: Option<&str>, query: &str) -
 #[tokio::test]
 async fn a_signed_in_client_has_a_budget_of_its_own() {
     let app = spawn_app_with(|config| {
-        config.rate_limit_capacity = 150;
-        config.rate_limit_restore_rate = 1;
+        config.rate_limit.capacity = 150;
+        config.rate_limit.restore_rate = 1;
     })
     .await;
     seed_articles(&app, 10).await;
@@ -163,8 +163,8 @@ async fn a_signed_in_client_has_a_budget_of_its_own() {
 #[tokio::test]
 async fn instances_share_the_budget_through_redis() {
     let app = spawn_app_with(|config| {
-        config.rate_limit_capacity = 150;
-        config.rate_limit_restore_rate = 1;
+        config.rate_limit.capacity = 150;
+        config.rate_limit.restore_rate = 1;
     })
     .await;
     seed_articles(&app, 10).await;
@@ -200,8 +200,8 @@ async fn login(app: &TestApp, address: &str, email: &str, password: &str) -> (u1
 #[tokio::test]
 async fn password_guessing_is_throttled_per_account_and_per_address() {
     let app = spawn_app_with(|config| {
-        config.client_ip_header = Some("x-forwarded-for".into());
-        config.login_attempts_per_address = 8;
+        config.http.client_ip_header = Some("x-forwarded-for".into());
+        config.rate_limit.login_attempts_per_address = 8;
     })
     .await;
     app.register("victim").await;
@@ -244,7 +244,7 @@ async fn successful_logins_are_not_counted_as_failures() {
 
 #[tokio::test]
 async fn registrations_are_throttled_per_address() {
-    let app = spawn_app_with(|config| config.registrations_per_hour = 2).await;
+    let app = spawn_app_with(|config| config.rate_limit.registrations_per_hour = 2).await;
     app.register("first").await;
     app.register("second").await;
     let response = app
@@ -269,9 +269,9 @@ async fn registrations_are_throttled_per_address() {
 async fn an_unreachable_redis_degrades_to_in_process_state() {
     // Nothing listens on port 1: every Redis call fails at once.
     let app = spawn_app_with(|config| {
-        config.redis_url = Some("redis://127.0.0.1:1".into());
-        config.rate_limit_capacity = 150;
-        config.rate_limit_restore_rate = 1;
+        config.redis.url = Some("redis://127.0.0.1:1".into());
+        config.rate_limit.capacity = 150;
+        config.rate_limit.restore_rate = 1;
     })
     .await;
     seed_articles(&app, 10).await;
@@ -279,7 +279,7 @@ async fn an_unreachable_redis_degrades_to_in_process_state() {
     assert_eq!(served_until_refused(&app, None, &listing(10)).await, 6);
     // Persisted queries still register and run.
     let query = "{ articles(first: 1) { totalCount } }";
-    let hash = conduit::persisted::sha256_hex(query);
+    let hash = conduit::gateway::persisted::sha256_hex(query);
     let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
     let author = app.register("reader").await;
     let headers = [("authorization", format!("Bearer {author}"))];

@@ -177,7 +177,7 @@ async fn a_present_but_invalid_token_is_unauthenticated_never_anonymous() {
         b"another-secret-that-is-long-enough-000000",
         std::time::Duration::from_secs(60),
     )
-    .issue(1)
+    .issue(1, 0)
     .expect("token");
     for header in [
         "Bearer not-a-token",
@@ -221,7 +221,7 @@ async fn an_expired_token_is_unauthenticated() {
         crate::helpers::JWT_SECRET.as_bytes(),
         std::time::Duration::from_secs(60),
     )
-    .issue(1)
+    .issue(1, 0)
     .expect("token");
     let response = app.gql_as(Some(&fresh), VIEWER, json!({})).await;
     assert_eq!(
@@ -343,14 +343,14 @@ async fn update_viewer_rejects_a_taken_username() {
 }
 
 #[tokio::test]
-async fn old_tokens_stay_valid_after_a_username_change_and_passwords_change() {
+async fn old_tokens_stay_valid_after_a_username_change() {
     let app = spawn_app().await;
     let token = app.register("alice").await;
     let response = app
         .gql_as(
             Some(&token),
             UPDATE,
-            json!({ "input": { "username": "alice2", "password": "new-password" } }),
+            json!({ "input": { "username": "alice2" } }),
         )
         .await;
     assert_eq!(
@@ -359,21 +359,13 @@ async fn old_tokens_stay_valid_after_a_username_change_and_passwords_change() {
     );
     let viewer = app.gql_as(Some(&token), VIEWER, json!({})).await;
     assert_eq!(data(&viewer)["viewer"]["username"], "alice2");
-
-    let old = app
+    let login = app
         .gql(
             LOGIN,
             json!({ "input": { "email": "alice@example.com", "password": PASSWORD } }),
         )
         .await;
-    assert_eq!(error_code(&old), "UNAUTHENTICATED");
-    let new = app
-        .gql(
-            LOGIN,
-            json!({ "input": { "email": "alice@example.com", "password": "new-password" } }),
-        )
-        .await;
-    assert_eq!(data(&new)["login"]["user"]["username"], "alice2");
+    assert_eq!(data(&login)["login"]["user"]["username"], "alice2");
 }
 
 #[tokio::test]

@@ -1,9 +1,15 @@
 //! Token buckets that refill continuously: in Redis when configured (one atomic script per call, so
 //! every instance shares one budget), in process otherwise or while Redis does not answer.
+//!
+//! The in-process buckets live in a bounded `moka` cache: at most [`MEMORY_MAX_BYTES`] of keys, and
+//! each bucket expires by its own policy once it would be full again (a full bucket and a missing
+//! one are the same). Callers pass bounded keys (ids, addresses, hashes), never raw client input.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::sync::Cache;
 
 use crate::redis_client::RedisClient;
 
@@ -22,6 +28,17 @@ impl BucketPolicy {
         Self {
             capacity: f64::from(count),
             restore_per_second: f64::from(count) / window_seconds.max(1) as f64,
+        }
+    }
+
+    /// How long a bucket holding `tokens` takes to be full again.
+    fn time_to_full(&self, tokens: f64) -> Duration {
+        let missing = (self.capacity - tokens).max(0.0);
+        let seconds = missing / self.restore_per_second;
+        if seconds.is_finite() {
+            Duration::from_secs_f64(seconds.min(86_400.0 * 30.0))
+        } else {
+            Duration::from_secs(86_400 * 30)
         }
     }
 }
@@ -67,17 +84,17 @@ fn seconds(value: f64) -> u64 {
 
 /// Token buckets by key.
 #[derive(Clone)]
-pub struct RateLimiter {
+pub struct Buckets {
     memory: Arc<MemoryBuckets>,
     redis: Option<RedisClient>,
 }
 
-impl RateLimiter {
+impl Buckets {
     /// Buckets in Redis when `redis` is given (falling back to this process when it fails), in
     /// this process otherwise.
     pub fn new(redis: Option<RedisClient>) -> Self {
         Self {
-            memory: Arc::new(MemoryBuckets::default()),
+            memory: Arc::new(MemoryBuckets::new(MEMORY_MAX_BYTES)),
             redis,
         }
     }
@@ -88,67 +105,112 @@ impl RateLimiter {
         if let Some(redis) = &self.redis {
             match take_in_redis(redis, key, cost, policy).await {
                 Ok(decision) => return decision,
-                Err(err) => tracing::debug!(error = %err, key, "rate limit: in-process fallback"),
+                Err(err) => tracing::debug!(error = %err, "rate limit: in-process fallback"),
             }
         }
         self.memory.take(key, cost, policy)
     }
+
+    /// How many buckets this process holds (for tests and metrics).
+    pub fn memory_entries(&self) -> u64 {
+        self.memory.cache.run_pending_tasks();
+        self.memory.cache.entry_count()
+    }
 }
 
-/// Buckets of this process; full buckets are forgotten when the map grows large.
-#[derive(Default)]
-struct MemoryBuckets {
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
+/// Most bytes of bucket keys (plus a fixed overhead each) kept in process: about 200,000 buckets.
+pub const MEMORY_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What one bucket costs beyond its key, for the weigher.
+const BUCKET_OVERHEAD: u32 = 64;
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     updated: Instant,
+    policy: BucketPolicy,
 }
 
-/// Buckets kept before full ones are swept.
-const MEMORY_SWEEP_AT: usize = 50_000;
+/// Each bucket expires once it would be full again.
+struct UntilFull;
+
+impl Expiry<String, Bucket> for UntilFull {
+    fn expire_after_create(&self, _: &String, bucket: &Bucket, _: Instant) -> Option<Duration> {
+        Some(bucket.policy.time_to_full(bucket.tokens))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        bucket: &Bucket,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(bucket.policy.time_to_full(bucket.tokens))
+    }
+}
+
+/// Buckets of this process, bounded in bytes and expiring by their own policy.
+struct MemoryBuckets {
+    cache: Cache<String, Bucket>,
+}
 
 impl MemoryBuckets {
+    fn new(max_bytes: u64) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|key: &String, _: &Bucket| {
+                    u32::try_from(key.len())
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(BUCKET_OVERHEAD)
+                })
+                .expire_after(UntilFull)
+                .build(),
+        }
+    }
+
     fn take(&self, key: &str, cost: f64, policy: BucketPolicy) -> Decision {
         let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MEMORY_SWEEP_AT {
-            buckets.retain(|_, bucket| refilled(*bucket, now, policy) < policy.capacity);
-        }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: policy.capacity,
-            updated: now,
-        });
-        let mut tokens = refilled(*bucket, now, policy);
-        let allowed = cost <= tokens;
-        if allowed {
-            tokens = (tokens - cost).min(policy.capacity);
-        }
-        *bucket = Bucket {
-            tokens,
-            updated: now,
-        };
-        Decision {
-            allowed,
-            remaining: tokens,
+        let mut decision = Decision {
+            allowed: false,
+            remaining: 0.0,
             policy,
-        }
+        };
+        self.cache.entry_by_ref(key).and_upsert_with(|existing| {
+            let mut tokens = existing.map_or(policy.capacity, |entry| {
+                let bucket = entry.into_value();
+                refilled(bucket, now, policy)
+            });
+            let allowed = cost <= tokens;
+            if allowed {
+                tokens = (tokens - cost).min(policy.capacity);
+            }
+            decision = Decision {
+                allowed,
+                remaining: tokens,
+                policy,
+            };
+            Bucket {
+                tokens,
+                updated: now,
+                policy,
+            }
+        });
+        decision
     }
 }
 
 fn refilled(bucket: Bucket, now: Instant, policy: BucketPolicy) -> f64 {
-    let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+    let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
     (bucket.tokens + elapsed * policy.restore_per_second).min(policy.capacity)
 }
 
 /// The bucket in Redis: refill by Redis' own clock (so instances need not agree on time), take,
 /// store, and expire the key once it would be full anyway.
-const TAKE_SCRIPT: &str = r"
+static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
@@ -168,7 +230,9 @@ end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate * 1000) + 1000)
 return {allowed, tostring(tokens)}
-";
+",
+    )
+});
 
 async fn take_in_redis(
     redis: &RedisClient,
@@ -176,12 +240,10 @@ async fn take_in_redis(
     cost: f64,
     policy: BucketPolicy,
 ) -> Result<Decision, crate::redis_client::RedisError> {
-    static SCRIPT: std::sync::LazyLock<redis::Script> =
-        std::sync::LazyLock::new(|| redis::Script::new(TAKE_SCRIPT));
     let key = redis.key(&format!("bucket:{key}"));
     let (allowed, remaining): (i64, String) = redis
         .run(|mut connection| async move {
-            SCRIPT
+            TAKE_SCRIPT
                 .key(key)
                 .arg(policy.capacity)
                 .arg(policy.restore_per_second)
@@ -208,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_bucket_refuses_what_it_does_not_hold_and_refunds_up_to_capacity() {
-        let buckets = MemoryBuckets::default();
+        let buckets = MemoryBuckets::new(MEMORY_MAX_BYTES);
         assert!(buckets.take("a", 8.0, POLICY).allowed);
         let refused = buckets.take("a", 8.0, POLICY);
         assert!(!refused.allowed);
@@ -222,5 +284,35 @@ mod tests {
         assert!(refunded.allowed);
         assert!((refunded.remaining - POLICY.capacity).abs() < f64::EPSILON);
         assert_eq!(refunded.reset_seconds(), 0);
+    }
+
+    #[test]
+    fn the_buckets_stay_within_their_bytes() {
+        let buckets = MemoryBuckets::new(64 * 1024);
+        for i in 0..10_000 {
+            buckets.take(&format!("key:{i}"), 1.0, POLICY);
+        }
+        buckets.cache.run_pending_tasks();
+        assert!(
+            buckets.cache.weighted_size() <= 64 * 1024,
+            "{}",
+            buckets.cache.weighted_size()
+        );
+    }
+
+    #[test]
+    fn a_bucket_expires_once_it_would_be_full() {
+        let policy = BucketPolicy {
+            capacity: 1.0,
+            restore_per_second: 50.0,
+        };
+        let buckets = MemoryBuckets::new(MEMORY_MAX_BYTES);
+        buckets.take("quick", 1.0, policy);
+        assert!(buckets.cache.contains_key("quick"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            !buckets.cache.contains_key("quick"),
+            "a full bucket is forgotten"
+        );
     }
 }

@@ -1,7 +1,17 @@
 //! The static limits on an operation, checked before any resolver runs, and their errors.
+//!
+//! Hand-written rather than async-graphql's `limit_depth` / `limit_complexity`: those run inside
+//! `Schema::execute`, after the document is parsed and the budget charged, count each field
+//! occurrence by its own rules (no connection sizes, no merged fields) and answer without a
+//! stable `extensions.code`. They stay on as a second line of defence (see `schema.rs`), set no
+//! lower than these limits.
 
+use std::collections::HashMap;
+
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ErrorExtensionValues, ServerError};
 
+use crate::config::LimitSettings;
 use crate::error::{AppError, code};
 
 /// How large, deep and expensive one operation may be.
@@ -25,6 +35,25 @@ pub struct Limits {
     pub max_tokens: usize,
     /// Most fragments nested inside each other (a cycle nests without end).
     pub max_fragment_depth: usize,
+    /// Most operations in one batch.
+    pub max_batch: usize,
+}
+
+impl From<&LimitSettings> for Limits {
+    fn from(settings: &LimitSettings) -> Self {
+        Self {
+            max_depth: settings.max_depth as usize,
+            max_cost: settings.max_cost,
+            max_aliases: settings.max_aliases as usize,
+            max_root_fields: settings.max_root_fields as usize,
+            max_directives: settings.max_directives as usize,
+            max_fields: settings.max_fields as usize,
+            max_document_bytes: settings.max_document_bytes as usize,
+            max_tokens: settings.max_tokens as usize,
+            max_fragment_depth: settings.max_fragment_depth as usize,
+            max_batch: settings.max_batch as usize,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -39,6 +68,7 @@ impl Default for Limits {
             max_document_bytes: 65_536,
             max_tokens: 5_000,
             max_fragment_depth: 10,
+            max_batch: 10,
         }
     }
 }
@@ -219,6 +249,101 @@ pub fn scan_document(query: &str, limits: &Limits) -> Result<(), LimitError> {
     Ok(())
 }
 
+/// Checks what the document's text says before any fragment is expanded: directives per
+/// selection, fragment cycles (also through fields: `A { author { ...B } } B { articles { ...A } }`),
+/// fragments nested deeper than the limit, and the number of selections once every fragment is
+/// expanded (computed once per fragment, so a fragment bomb costs linear time to refuse).
+pub fn check_document(
+    document: &ExecutableDocument,
+    operation: &SelectionSet,
+    limits: &Limits,
+) -> Result<(), LimitError> {
+    let mut walk = DocumentWalk {
+        document,
+        limits,
+        known: HashMap::new(),
+        path: Vec::new(),
+    };
+    let (selections, depth) = walk.set(operation)?;
+    for fragment in document.fragments.values() {
+        walk.set(&fragment.node.selection_set.node)?;
+    }
+    if depth > limits.max_fragment_depth {
+        return Err(LimitError::too_deep(
+            "fragmentDepth",
+            "The nesting of fragments",
+            limits.max_fragment_depth,
+            depth,
+        ));
+    }
+    if selections > limits.max_fields as u64 {
+        return Err(LimitError::too_complex(
+            "fields",
+            "The number of selections after fragment expansion",
+            limits.max_fields as u64,
+            selections,
+        ));
+    }
+    Ok(())
+}
+
+struct DocumentWalk<'d> {
+    document: &'d ExecutableDocument,
+    limits: &'d Limits,
+    /// Fragment name -> (selections once expanded, fragments nested in it, itself included).
+    known: HashMap<&'d str, (u64, usize)>,
+    path: Vec<&'d str>,
+}
+
+impl<'d> DocumentWalk<'d> {
+    /// The selections of `set` once expanded, and the deepest fragment nesting in it.
+    fn set(&mut self, set: &'d SelectionSet) -> Result<(u64, usize), LimitError> {
+        let mut selections = 0u64;
+        let mut depth = 0;
+        for item in &set.items {
+            let directives = item.node.directives().len();
+            if directives > self.limits.max_directives {
+                return Err(LimitError::too_complex(
+                    "directives",
+                    "The number of directives on one selection",
+                    self.limits.max_directives as u64,
+                    directives as u64,
+                ));
+            }
+            let (inner, inner_depth) = match &item.node {
+                Selection::Field(field) => self.set(&field.node.selection_set.node)?,
+                Selection::InlineFragment(inline) => self.set(&inline.node.selection_set.node)?,
+                Selection::FragmentSpread(spread) => {
+                    self.fragment(spread.node.fragment_name.node.as_str())?
+                }
+            };
+            selections = selections.saturating_add(1).saturating_add(inner);
+            depth = depth.max(inner_depth);
+        }
+        Ok((selections, depth))
+    }
+
+    fn fragment(&mut self, name: &'d str) -> Result<(u64, usize), LimitError> {
+        if let Some(start) = self.path.iter().position(|seen| *seen == name) {
+            let mut cycle = self.path[start..].to_vec();
+            cycle.push(name);
+            return Err(LimitError::FragmentCycle(cycle.join(" -> ")));
+        }
+        if let Some(known) = self.known.get(name) {
+            return Ok(*known);
+        }
+        let Some(fragment) = self.document.fragments.get(name) else {
+            return Ok((0, 0));
+        };
+        self.path.push(name);
+        let (selections, depth) = self.set(&fragment.node.selection_set.node)?;
+        self.path.pop();
+        let found = (selections, depth + 1);
+        self.known.insert(name, found);
+        Ok(found)
+    }
+}
+
 /// The index after the string (or block string) starting at `start`.
 fn skip_string(bytes: &[u8], start: usize) -> usize {
     if bytes[start..].starts_with(b"\"\"\"") {
@@ -267,6 +392,30 @@ mod tests {
         assert!(tokens_of("# {{{{{{{{{{\n{ a, b, c }").is_ok());
         assert!(tokens_of("{ a(x: \"\"\"b { c } d\"\"\") ...F }").is_err());
         assert!(tokens_of("{ a ...F }").is_ok());
+    }
+
+    #[test]
+    fn a_fragment_bomb_is_measured_without_expanding_it() {
+        let mut query = String::from("{ ...F0 }");
+        for level in 0..9 {
+            let next = format!("...F{} ", level + 1).repeat(10);
+            query.push_str(&format!(" fragment F{level} on Query {{ {next} }}"));
+        }
+        query.push_str(" fragment F9 on Query { __typename }");
+        let document = async_graphql::parser::parse_query(&query).expect("parses");
+        let operation = match &document.operations {
+            async_graphql::parser::types::DocumentOperations::Single(operation) => operation,
+            _ => panic!("one operation"),
+        };
+        let refused = check_document(
+            &document,
+            &operation.node.selection_set.node,
+            &Limits::default(),
+        );
+        assert!(
+            matches!(refused, Err(LimitError::TooComplex { limit: "fields", actual, .. }) if actual > 1_000_000_000),
+            "{refused:?}"
+        );
     }
 
     #[test]

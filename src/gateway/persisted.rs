@@ -1,20 +1,26 @@
 //! Persisted operations: Automatic Persisted Queries (Apollo's protocol, stored in Redis when
 //! configured and in this process otherwise) and the trusted-documents mode, where only the
 //! operations of a manifest run.
+//!
+//! Hand-written rather than async-graphql's `ApolloPersistedQueries` extension: that one
+//! registers a document while the request is being prepared, before this server has checked the
+//! limits and charged the budget, keeps no bound per client, and has no trusted-documents mode.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use moka::sync::Cache;
+use redis::Script;
 use sha2::{Digest, Sha256};
 
+use crate::buckets::{BucketPolicy, Buckets};
+use crate::config::PersistedSettings;
 use crate::redis_client::RedisClient;
 
-/// How long a registered query stays in Redis after its last registration.
+/// How long a registered query is kept after its last registration or use.
 const APQ_TTL: Duration = Duration::from_secs(24 * 3600);
-/// Most bytes of registered queries this process keeps.
-const APQ_MEMORY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why a persisted operation cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,9 +83,12 @@ pub struct Resolved {
 /// Persisted operations of both kinds.
 #[derive(Clone)]
 pub struct PersistedQueries {
-    memory: Arc<Mutex<MemoryStore>>,
+    memory: Cache<String, Arc<str>>,
     redis: Option<RedisClient>,
     trusted: Option<Arc<HashMap<String, String>>>,
+    buckets: Buckets,
+    registrations: BucketPolicy,
+    max_bytes: u64,
 }
 
 /// The hex SHA-256 of `bytes` (a document, a response body).
@@ -92,11 +101,27 @@ pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
 
 impl PersistedQueries {
     /// APQ in Redis when given (and in this process); with a manifest, trusted-documents mode.
-    pub fn new(redis: Option<RedisClient>, trusted: Option<HashMap<String, String>>) -> Self {
+    /// Each client may register `settings.apq_registrations_per_hour` documents an hour, and
+    /// at most `settings.apq_max_bytes` of documents are kept (in process, and in Redis).
+    pub fn new(
+        settings: &PersistedSettings,
+        redis: Option<RedisClient>,
+        trusted: Option<HashMap<String, String>>,
+        buckets: Buckets,
+    ) -> Self {
         Self {
-            memory: Arc::new(Mutex::new(MemoryStore::default())),
+            memory: Cache::builder()
+                .max_capacity(settings.apq_max_bytes)
+                .weigher(|hash: &String, query: &Arc<str>| {
+                    u32::try_from(hash.len() + query.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_idle(APQ_TTL)
+                .build(),
             redis,
             trusted: trusted.map(Arc::new),
+            buckets,
+            registrations: BucketPolicy::per_window(settings.apq_registrations_per_hour, 3600),
+            max_bytes: settings.apq_max_bytes,
         }
     }
 
@@ -206,23 +231,41 @@ impl PersistedQueries {
         }
     }
 
-    /// Remembers `query` under `hash` (in Redis too when configured).
-    pub async fn register(&self, hash: &str, query: &str) {
-        self.memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(hash, query);
+    /// Remembers `query` under `hash` (in Redis too when configured), unless `client` registered
+    /// too many documents lately; whether it was registered. Call it only for an operation that
+    /// passed every check and was admitted.
+    pub async fn register(&self, client: &str, hash: &str, query: &str) -> bool {
+        if self.memory.contains_key(hash) {
+            return true;
+        }
+        let allowed = self
+            .buckets
+            .take(&format!("apq:{client}"), 1.0, self.registrations)
+            .await
+            .allowed;
+        if !allowed {
+            tracing::debug!("persisted query not registered: the client registers too many");
+            return false;
+        }
+        self.memory.insert(hash.to_owned(), Arc::from(query));
         if let Some(redis) = &self.redis {
-            let key = redis.key(&format!("apq:{hash}"));
-            let query = query.to_owned();
+            let keys = [
+                redis.key("apq:documents"),
+                redis.key("apq:order"),
+                redis.key("apq:bytes"),
+            ];
+            let (hash, query, max_bytes) = (hash.to_owned(), query.to_owned(), self.max_bytes);
             let stored = redis
                 .run(|mut connection| async move {
-                    redis::cmd("SET")
-                        .arg(key)
+                    REGISTER
+                        .key(&keys[0])
+                        .key(&keys[1])
+                        .key(&keys[2])
+                        .arg(hash)
                         .arg(query)
-                        .arg("EX")
-                        .arg(APQ_TTL.as_secs())
-                        .query_async::<()>(&mut connection)
+                        .arg(APQ_TTL.as_millis() as u64)
+                        .arg(max_bytes)
+                        .invoke_async::<i64>(&mut connection)
                         .await
                 })
                 .await;
@@ -230,23 +273,21 @@ impl PersistedQueries {
                 tracing::debug!(error = %err, "persisted query kept in this process only");
             }
         }
+        true
     }
 
     async fn lookup(&self, hash: &str) -> Option<String> {
-        let local = self
-            .memory
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(hash);
-        if local.is_some() {
-            return local;
+        if let Some(local) = self.memory.get(hash) {
+            return Some(local.to_string());
         }
         let redis = self.redis.as_ref()?;
-        let key = redis.key(&format!("apq:{hash}"));
+        let key = redis.key("apq:documents");
+        let hash = hash.to_owned();
         redis
             .run(|mut connection| async move {
-                redis::cmd("GET")
+                redis::cmd("HGET")
                     .arg(key)
+                    .arg(hash)
                     .query_async::<Option<String>>(&mut connection)
                     .await
             })
@@ -256,36 +297,40 @@ impl PersistedQueries {
     }
 }
 
-/// Registered queries of this process, oldest forgotten first beyond [`APQ_MEMORY_BYTES`].
-#[derive(Default)]
-struct MemoryStore {
-    documents: HashMap<String, String>,
-    order: VecDeque<String>,
-    bytes: usize,
-}
-
-impl MemoryStore {
-    fn get(&self, hash: &str) -> Option<String> {
-        self.documents.get(hash).cloned()
-    }
-
-    fn insert(&mut self, hash: &str, query: &str) {
-        if self.documents.contains_key(hash) {
-            return;
-        }
-        self.bytes += query.len();
-        self.documents.insert(hash.to_owned(), query.to_owned());
-        self.order.push_back(hash.to_owned());
-        while self.bytes > APQ_MEMORY_BYTES {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(removed) = self.documents.remove(&oldest) {
-                self.bytes -= removed.len();
-            }
-        }
-    }
-}
+/// Registers a document in Redis: documents in one hash, their registration times in a sorted set
+/// and their total size in a counter; documents older than the time to live, then the oldest,
+/// are dropped until the total is within the maximum.
+static REGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local function drop(hash)
+  local length = redis.call('HSTRLEN', KEYS[1], hash)
+  redis.call('HDEL', KEYS[1], hash)
+  redis.call('ZREM', KEYS[2], hash)
+  redis.call('DECRBY', KEYS[3], length)
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+  return 0
+end
+for _, hash in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, 100)) do
+  drop(hash)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+local bytes = redis.call('INCRBY', KEYS[3], string.len(ARGV[2]))
+while bytes > tonumber(ARGV[4]) do
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if not oldest then break end
+  drop(oldest)
+  bytes = tonumber(redis.call('GET', KEYS[3]) or '0')
+end
+return 1
+",
+    )
+});
 
 #[cfg(test)]
 mod tests {

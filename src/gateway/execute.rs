@@ -1,0 +1,214 @@
+//! The execute stage: from the response cache when it holds the answer (stored bytes, nothing
+//! parsed or serialized again), once for identical concurrent misses, and invalidating what a
+//! mutation changed after it commits.
+
+use std::sync::Arc;
+
+use async_graphql::ServerError;
+use async_graphql::parser::types::OperationType;
+use bytes::Bytes;
+
+use super::plan::Planner;
+use super::{Caller, Exchange, Gateway, OperationState, Prepared, Transport, cost, serialize};
+use crate::cache::{CachePolicy, CacheStatus, CachedResponse, Record, Recorder};
+use crate::schema;
+
+/// What one execution produced; shared with the identical requests that waited for it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The JSON of the response's `data`.
+    pub data: Bytes,
+    /// Whether it failed before execution (validation): no `data` entry is written then.
+    pub request_error: bool,
+    /// The errors.
+    pub errors: Arc<Vec<ServerError>>,
+    /// How it may be cached: decided by what ran (`None`: not cacheable).
+    pub policy: Option<CachePolicy>,
+    /// The entity tag of `data`, when it was stored (a hit and its miss share it).
+    pub etag: Option<Arc<str>>,
+    /// Its actual cost.
+    pub actual: u64,
+    /// Where it came from.
+    pub status: CacheStatus,
+}
+
+impl Outcome {
+    fn hit(response: &CachedResponse) -> Self {
+        Self {
+            data: response.data.clone(),
+            request_error: false,
+            errors: Arc::default(),
+            policy: Some(response.policy),
+            etag: Some(Arc::clone(&response.etag)),
+            actual: response.actual_cost,
+            status: CacheStatus::Hit,
+        }
+    }
+}
+
+impl Gateway {
+    /// Runs every ready operation of the exchange.
+    pub async fn execute(&self, exchange: &mut Exchange, transport: Transport) {
+        let cacheable = transport.cacheable && !exchange.batch && exchange.operations.len() == 1;
+        for operation in &mut exchange.operations {
+            let state =
+                std::mem::replace(&mut operation.state, OperationState::Refused(Vec::new()));
+            operation.state = match state {
+                OperationState::Ready(mut prepared) => {
+                    let outcome = self
+                        .run(&prepared, &exchange.caller, cacheable, operation.requested)
+                        .await;
+                    // A persisted query is registered only once it was admitted and validated.
+                    if !outcome.request_error
+                        && let Some((hash, query)) = prepared.register.take()
+                    {
+                        self.persisted
+                            .register(&exchange.caller.client, &hash, &query)
+                            .await;
+                    }
+                    self.metrics.response(outcome.status);
+                    exchange.cache_status = outcome.status;
+                    OperationState::Ran {
+                        outcome,
+                        query: prepared.operation_type == OperationType::Query,
+                        deprecated: prepared.deprecated,
+                    }
+                }
+                other => other,
+            };
+        }
+    }
+
+    async fn run(
+        &self,
+        prepared: &Prepared,
+        caller: &Caller,
+        cacheable: bool,
+        requested: u64,
+    ) -> Outcome {
+        let key = prepared.cache_key.as_ref().filter(|_| cacheable);
+        let (Some(cache), Some(key)) = (self.cache.as_ref(), key) else {
+            return self.bypass(prepared, caller, requested).await;
+        };
+        let viewer = caller.viewer.user_id();
+        match cache.lookup(key, viewer).await {
+            Ok(Some(response)) => return Outcome::hit(&response),
+            Ok(None) => {}
+            Err(()) => return self.bypass(prepared, caller, requested).await,
+        }
+        let flight = format!("{}:{}", key.0, viewer.map_or(-1, |id| id));
+        let (mut outcome, ran) = cache
+            .single_flight(&flight, async {
+                // An identical flight may have finished (and stored its answer) since the lookup.
+                if let Ok(Some(response)) = cache.lookup(key, viewer).await {
+                    return Outcome::hit(&response);
+                }
+                // Read before executing: a write that commits meanwhile moves it on, and the
+                // response (which may predate the write) is then not stored.
+                let generation = cache.generation().await;
+                let record = Recorder::default();
+                let mut outcome = self
+                    .execute_once(prepared, caller, requested, Some(record.clone()))
+                    .await;
+                if let (Some(generation), Some(policy)) = (generation, outcome.policy) {
+                    let response = Arc::new(CachedResponse::new(
+                        policy,
+                        outcome.data.clone(),
+                        outcome.actual,
+                    ));
+                    outcome.etag = Some(Arc::clone(&response.etag));
+                    cache
+                        .store(key, viewer, generation, response, record.0.reads.take())
+                        .await;
+                }
+                outcome
+            })
+            .await;
+        if !ran {
+            outcome.status = CacheStatus::Hit;
+        }
+        outcome
+    }
+
+    /// Executes `prepared` without the cache.
+    async fn bypass(&self, prepared: &Prepared, caller: &Caller, requested: u64) -> Outcome {
+        let mut outcome = self.execute_once(prepared, caller, requested, None).await;
+        outcome.status = CacheStatus::Bypass;
+        outcome
+    }
+
+    /// Executes `prepared` with this request's data; after a mutation, invalidates what it
+    /// changed (to the end, even if the client goes away).
+    async fn execute_once(
+        &self,
+        prepared: &Prepared,
+        caller: &Caller,
+        requested: u64,
+        recorder: Option<Recorder>,
+    ) -> Outcome {
+        let mut request =
+            async_graphql::Request::new(String::new()).variables(prepared.variables.clone());
+        if let Some(name) = &prepared.operation_name {
+            request = request.operation_name(name);
+        }
+        request.set_parsed_query(prepared.document.as_ref().clone());
+        if !self.introspection {
+            request = request.disable_introspection();
+        }
+        let recorder = recorder.unwrap_or_default();
+        let request = schema::with_request_data(request, &self.db, caller.viewer)
+            .data(caller.address)
+            .data(recorder.clone());
+        let response = self.schema.execute(request).await;
+        if let Some(cache) = &self.cache {
+            cache.invalidate(recorder.0.writes.take()).await;
+        }
+        let record: &Record = &recorder.0;
+        let request_error = matches!(response.data, async_graphql::Value::Null)
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|error| error.path.is_empty());
+        let field_errors = response.errors.iter().any(|error| !error.path.is_empty());
+        let policy = (prepared.operation_type == OperationType::Query
+            && response.errors.is_empty())
+        .then(|| {
+            CachePolicy::decide(
+                prepared.hint.max_age,
+                prepared.hint.public,
+                record.is_private(),
+            )
+        })
+        .flatten();
+        // The plan of what ran orders the data and measures what it cost.
+        let (data, actual) =
+            match Planner::new(&prepared.document, &prepared.variables, &self.schema_info)
+                .plan(prepared.operation_name.as_deref())
+            {
+                Ok(plan) => {
+                    let actual = if request_error {
+                        0
+                    } else if field_errors {
+                        // Work may have been done before the failure that the response no longer
+                        // shows.
+                        requested
+                    } else {
+                        cost::actual_cost(&plan, &self.schema_info, &response.data, requested)
+                    };
+                    (serialize::data_json(&plan, &response.data), actual)
+                }
+                Err(_) => (
+                    serde_json::to_vec(&response.data).unwrap_or_else(|_| b"null".to_vec()),
+                    if request_error { 0 } else { requested },
+                ),
+            };
+        let data = Bytes::from(data);
+        Outcome {
+            data,
+            request_error,
+            errors: Arc::new(response.errors),
+            policy,
+            etag: None,
+            actual,
+            status: CacheStatus::Miss,
+        }
+    }
+}

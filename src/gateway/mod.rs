@@ -1,0 +1,80 @@
+//! Request admission, shared by every transport: the staged pipeline that every GraphQL operation
+//! passes, whether it came over HTTP (now) or a WebSocket or SSE (next).
+//!
+//! ```text
+//! read (transport) -> authenticate -> prepare -> admit -> execute -> settle -> respond (transport)
+//! ```
+//!
+//! - **authenticate** ([`Gateway::authenticate`]): the viewer from the token (revoked or invalid
+//!   tokens are UNAUTHENTICATED), the client whose budget pays.
+//! - **prepare** ([`Gateway::prepare`]): persisted or trusted document lookup, size and token
+//!   scan, parse once, document checks, *FieldsInSetCanMerge*, the plan of what will run,
+//!   pricing and limits on that plan, validation of the sent document when a rewritten one runs.
+//! - **admit** ([`Gateway::admit`]): the batch's requested cost taken from the client's budget;
+//!   nothing is registered or run before this.
+//! - **execute** ([`Gateway::execute`]): a cache hit answers stored bytes; a miss runs the
+//!   resolvers, recording the tags read and whether anything private ran.
+//! - **settle** ([`Gateway::settle`]): actual cost, refund, `extensions`, error codes.
+//!
+//! One [`Exchange`] carries the caller, the budget and the operations through the stages.
+
+mod admit;
+mod authenticate;
+pub mod cost;
+mod exchange;
+mod execute;
+pub mod limits;
+pub mod merge;
+pub mod persisted;
+pub mod plan;
+mod prepare;
+pub mod schema_info;
+mod serialize;
+mod settle;
+
+use std::sync::Arc;
+
+pub use self::admit::Budget;
+pub use self::exchange::{
+    Answer, Caller, Exchange, Operation, OperationState, Prepared, RawOperation, Settled, Transport,
+};
+pub use self::execute::Outcome;
+pub use self::prepare::Rejection;
+
+use crate::auth::{Revocations, Tokens};
+use crate::cache::ResponseCache;
+use crate::metrics::Metrics;
+use crate::schema::AppSchema;
+use sea_orm::DatabaseConnection;
+
+use self::limits::Limits;
+use self::persisted::PersistedQueries;
+use self::schema_info::SchemaInfo;
+
+/// Everything the pipeline needs, shared by all requests.
+pub struct Gateway {
+    /// The schema operations run on.
+    pub schema: AppSchema,
+    /// The same schema, validating only (see [`crate::schema::validator`]).
+    pub validator: AppSchema,
+    /// What planning knows of the schema.
+    pub schema_info: SchemaInfo,
+    /// The static limits on one operation.
+    pub limits: Limits,
+    /// Automatic persisted queries and trusted documents.
+    pub persisted: PersistedQueries,
+    /// Each client's cost budget; `None` when rate limiting is off.
+    pub budget: Option<Budget>,
+    /// The response cache, unless turned off.
+    pub cache: Option<Arc<ResponseCache>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Verifies tokens.
+    pub tokens: Tokens,
+    /// What this instance knows of revoked tokens.
+    pub revocations: Revocations,
+    /// The database pool (for the per-request loaders).
+    pub db: DatabaseConnection,
+    /// Whether introspection is allowed.
+    pub introspection: bool,
+}
