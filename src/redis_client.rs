@@ -187,3 +187,30 @@ impl RedisClient {
         .is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cancelled_probe_frees_the_probe_slot() {
+        let client = RedisClient::connect("redis://127.0.0.1:1", "test:", Duration::from_secs(5))
+            .expect("a lazy client");
+        client.breaker().open_until = Some(Instant::now() - Duration::from_millis(1));
+        let probe = client.run(|_| std::future::pending::<redis::RedisResult<()>>());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), probe)
+                .await
+                .is_err(),
+            "the probe hangs until it is dropped"
+        );
+        assert!(
+            !client.breaker().probing,
+            "dropping the probe freed its slot"
+        );
+        assert!(
+            matches!(client.admit(), Admission::Probe),
+            "the next call probes"
+        );
+    }
+}

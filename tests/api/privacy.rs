@@ -253,3 +253,67 @@ async fn renaming_a_user_invalidates_the_lists_filtered_by_their_name() {
         assert_eq!(data(&after)["articles"]["totalCount"], 0, "{filter}");
     }
 }
+
+#[tokio::test]
+async fn an_invalidation_completes_even_when_its_request_is_cancelled() {
+    let Some(redis_url) = crate::helpers::test_redis_url() else {
+        eprintln!("TEST_REDIS_URL is not set: in process, invalidation has no await to be cut at");
+        return;
+    };
+    let proxy = crate::redis_proxy::RedisProxy::start(&redis_url).await;
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.redis.url = Some(proxy.url());
+        config.redis.timeout_ms = 4_000;
+        config.http.request_timeout_secs = 1;
+        config.rate_limit.enabled = false;
+    })
+    .await;
+    let writer = app.register("writer").await;
+    app.create_article(&writer, "Before", &[]).await;
+    let list = "{ articles { nodes { title } } }";
+    let (_, _, first) = send(&app, None, list, json!({})).await;
+    assert_eq!(
+        data(&first)["articles"]["nodes"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(send(&app, None, list, json!({})).await.0, "HIT");
+
+    // Redis hangs: the article commits, then its invalidation waits on Redis past the request's
+    // one-second deadline, which cuts the request off.
+    proxy.hang();
+    // The first call finds its connection cut and reconnects, into the hung proxy.
+    app.post_as(None, "{ __typename }", json!({}), &[]).await;
+    let cut = app
+        .post_as(
+            Some(&writer),
+            "mutation { createArticle(input: { title: \"After\", description: \"d\", body: \"b\" }) { article { slug } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(cut.status(), 503);
+    proxy.resume();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut answered = false;
+    for _ in 0..40 {
+        let response = app.post_as(None, list, json!({}), &[]).await;
+        if response.status() == 200 {
+            let status = response.headers()["x-cache"]
+                .to_str()
+                .unwrap_or_default()
+                .to_owned();
+            let body: Value = response.json().await.expect("json");
+            let titles = body["data"]["articles"]["nodes"].to_string();
+            assert!(
+                titles.contains("After"),
+                "{status}: a stale list was served: {titles}"
+            );
+            if status != "BYPASS" {
+                answered = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(answered, "the cache serves again once Redis is back");
+}
