@@ -6,7 +6,7 @@ use crate::articles::loaders::ArticleById;
 use crate::articles::types::Article;
 use crate::comments::loaders::CommentById;
 use crate::comments::types::Comment;
-use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind};
+use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind, cache_tags};
 use crate::users::loaders::UserById;
 use crate::users::types::User;
 
@@ -37,12 +37,7 @@ impl NodeQuery {
         let Some(GlobalId { kind, id }) = GlobalId::decode(&id) else {
             return Ok(None);
         };
-        let kind_name = match kind {
-            NodeKind::User => "User",
-            NodeKind::Article => "Article",
-            NodeKind::Comment => "Comment",
-        };
-        ctx.read_tag(crate::cache::entity_tag(kind_name, id));
+        ctx.read_tag(cache_tags::entity(kind, id));
         Ok(match kind {
             NodeKind::User => ctx
                 .loader::<UserById>()

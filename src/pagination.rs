@@ -207,22 +207,24 @@ impl Direction {
     }
 }
 
-/// The rows that come after `after` in a list ordered by (`time`, `id`) in `direction`.
+/// The rows that come after `after` in a list ordered by (`time`, `id`) in `direction`: a row
+/// comparison, `(time, id) < (at, id)`, which an index on (`time`, `id`) answers by seeking to the
+/// cursor, so a deep page costs what the first page costs.
 pub fn after_condition<C: ColumnTrait>(
     time: C,
     id: C,
     after: &Keyset,
     direction: Direction,
 ) -> Condition {
-    let at = after.at();
-    match direction {
-        Direction::NewestFirst => Condition::any()
-            .add(time.lt(at))
-            .add(Condition::all().add(time.eq(at)).add(id.lt(after.id))),
-        Direction::OldestFirst => Condition::any()
-            .add(time.gt(at))
-            .add(Condition::all().add(time.eq(at)).add(id.gt(after.id))),
-    }
+    let columns = Expr::tuple([
+        Expr::col((time.entity_name(), time)),
+        Expr::col((id.entity_name(), id)),
+    ]);
+    let cursor = Expr::tuple([Expr::val(after.at()), Expr::val(after.id)]);
+    Condition::all().add(match direction {
+        Direction::NewestFirst => columns.lt(cursor),
+        Direction::OldestFirst => columns.gt(cursor),
+    })
 }
 
 /// Orders `select` by (`time`, `id`) in `direction`, starts after `args.after` and fetches one row more

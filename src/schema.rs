@@ -2,25 +2,20 @@
 
 use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
 use async_graphql::{
     EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema, SchemaBuilder,
 };
 use sea_orm::DatabaseConnection;
-use tracing::Instrument;
 
-use crate::articles::loaders::{
-    ArticleById, FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages,
-};
 use crate::articles::{mutation::ArticlesMutation, query::ArticlesQuery};
 use crate::auth::{AuthThrottle, Passwords, Revocations, Tokens, Viewer};
-use crate::comments::loaders::{CommentById, CommentCount, CommentPages};
 use crate::comments::mutation::CommentsMutation;
+use crate::graphql::loading::{BatchQueue, LoaderScope};
 use crate::node::NodeQuery;
-use crate::tags::{loaders::TagsOfArticle, query::TagsQuery};
-use crate::users::loaders::{FollowedByViewer, FollowerCount, UserById};
+use crate::tags::query::TagsQuery;
 use crate::users::{mutation::UsersMutation, query::UsersQuery};
+use crate::{articles, comments, tags, users};
 
 /// Everything a client can read.
 #[derive(MergedObject, Default)]
@@ -161,47 +156,20 @@ pub fn sdl_of(schema: &AppSchema) -> String {
     )
 }
 
-/// Attaches the viewer and this request's DataLoaders (they batch within the request only).
-pub fn with_request_data(request: Request, db: &DatabaseConnection, viewer: Viewer) -> Request {
-    let viewer_id = viewer.user_id();
-    request
-        .data(viewer)
-        .data(loader(UserById(db.clone())))
-        .data(loader(FollowerCount(db.clone())))
-        .data(loader(FollowedByViewer {
-            db: db.clone(),
-            viewer: viewer_id,
-        }))
-        .data(loader(ArticleById(db.clone())))
-        .data(loader(FavoriteCount(db.clone())))
-        .data(loader(FavoritedByViewer {
-            db: db.clone(),
-            viewer: viewer_id,
-        }))
-        .data(loader(UserArticlePages(db.clone())))
-        .data(loader(UserArticleCount(db.clone())))
-        .data(loader(TagsOfArticle(db.clone())))
-        .data(loader(CommentById(db.clone())))
-        .data(loader(CommentPages(db.clone())))
-        .data(loader(CommentCount(db.clone())))
-}
-
-/// How often a batch lets the other runnable tasks go first before its delay starts.
-const BATCH_YIELDS: usize = 8;
-
-/// A DataLoader whose batches wait for the rest of the current query level: the resolvers of a
-/// long list register their keys over several polls, and a batch that started on a timer alone
-/// could leave before the last keys arrive (then one level would cost two statements).
-fn loader<L: Send + Sync + 'static>(inner: L) -> DataLoader<L> {
-    DataLoader::new(inner, |batch| {
-        tokio::spawn(
-            async move {
-                for _ in 0..BATCH_YIELDS {
-                    tokio::task::yield_now().await;
-                }
-                batch.await;
-            }
-            .in_current_span(),
-        )
-    })
+/// Attaches the viewer and this request's DataLoaders (each area registers its own); the
+/// request's execution must run under [`crate::graphql::loading::drive`] with the returned queue, which runs
+/// the loaders' batches.
+pub fn with_request_data(
+    request: Request,
+    db: &DatabaseConnection,
+    viewer: Viewer,
+) -> (Request, BatchQueue) {
+    let queue = BatchQueue::default();
+    let scope = LoaderScope::new(db.clone(), viewer.user_id(), queue.clone());
+    let request = request.data(viewer);
+    let request = users::loaders::register(request, &scope);
+    let request = articles::loaders::register(request, &scope);
+    let request = comments::loaders::register(request, &scope);
+    let request = tags::loaders::register(request, &scope);
+    (request, queue)
 }

@@ -7,7 +7,7 @@ use super::types::{
     Article, CreateArticleInput, CreateArticlePayload, DeleteArticlePayload,
     FavoriteArticlePayload, UnfavoriteArticlePayload, UpdateArticleInput, UpdateArticlePayload,
 };
-use crate::cache::{entity_tag, list_tag};
+use crate::graphql::cache_tags;
 use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind};
 
 /// Articles' part of `Mutation`.
@@ -31,8 +31,8 @@ impl ArticlesMutation {
             tags: input.tags.unwrap_or_default(),
         };
         let article = service::create(ctx.db(), viewer, new).await?;
-        ctx.write_tag(list_tag("Article"));
-        ctx.write_tag(list_tag("Tag"));
+        ctx.write_tag(cache_tags::list(NodeKind::Article));
+        ctx.write_tag(cache_tags::tags());
         Ok(CreateArticlePayload {
             article: Article(article),
         })
@@ -54,9 +54,9 @@ impl ArticlesMutation {
             tags: input.tags,
         };
         let article = service::update(ctx.db(), viewer, &slug, changes).await?;
-        ctx.write_tag(entity_tag("Article", article.id));
-        ctx.write_tag(list_tag("Article"));
-        ctx.write_tag(list_tag("Tag"));
+        ctx.write_tag(cache_tags::entity(NodeKind::Article, article.id));
+        ctx.write_tag(cache_tags::list(NodeKind::Article));
+        ctx.write_tag(cache_tags::tags());
         Ok(UpdateArticlePayload {
             article: Article(article),
         })
@@ -72,10 +72,10 @@ impl ArticlesMutation {
         let viewer = ctx.viewer().require()?;
         let id = service::delete(ctx.db(), viewer, &slug).await?;
         for tag in [
-            entity_tag("Article", id),
-            list_tag("Article"),
-            list_tag("Tag"),
-            list_tag("Comment"),
+            cache_tags::entity(NodeKind::Article, id),
+            cache_tags::list(NodeKind::Article),
+            cache_tags::tags(),
+            cache_tags::list(NodeKind::Comment),
         ] {
             ctx.write_tag(tag);
         }
@@ -92,8 +92,8 @@ impl ArticlesMutation {
     ) -> FieldResult<FavoriteArticlePayload> {
         let viewer = ctx.viewer().require()?;
         let article = service::favorite(ctx.db(), viewer, &slug).await?;
-        ctx.write_tag(entity_tag("Article", article.id));
-        ctx.write_tag(list_tag("Article"));
+        ctx.write_tag(cache_tags::entity(NodeKind::Article, article.id));
+        ctx.write_tag(cache_tags::list(NodeKind::Article));
         Ok(FavoriteArticlePayload {
             article: Article(article),
         })
@@ -108,8 +108,8 @@ impl ArticlesMutation {
     ) -> FieldResult<UnfavoriteArticlePayload> {
         let viewer = ctx.viewer().require()?;
         let article = service::unfavorite(ctx.db(), viewer, &slug).await?;
-        ctx.write_tag(entity_tag("Article", article.id));
-        ctx.write_tag(list_tag("Article"));
+        ctx.write_tag(cache_tags::entity(NodeKind::Article, article.id));
+        ctx.write_tag(cache_tags::list(NodeKind::Article));
         Ok(UnfavoriteArticlePayload {
             article: Article(article),
         })

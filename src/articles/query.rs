@@ -2,10 +2,11 @@
 
 use async_graphql::{Context, Object};
 
+use super::loaders;
 use super::service::{self, ArticleFilter};
-use super::types::{Article, ArticleConnection, filtered_articles};
-use crate::cache::{entity_tag, feed_tag, list_tag};
+use super::types::{Article, ArticleConnection, article_extras, filtered_articles};
 use crate::graphql::{ContextExt, FieldResult};
+use crate::graphql::{NodeKind, cache_tags};
 
 /// Articles' part of `Query`.
 #[derive(Default)]
@@ -19,12 +20,15 @@ impl ArticlesQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The article's slug.")] slug: String,
     ) -> FieldResult<Option<Article>> {
-        ctx.read_tag(list_tag("Article"));
-        let article = service::find_by_slug(ctx.db(), &slug).await?;
-        if let Some(article) = &article {
-            ctx.read_tag(entity_tag("Article", article.id));
-        }
-        Ok(article.map(Article))
+        ctx.read_tag(cache_tags::list(NodeKind::Article));
+        let look = ctx.look_ahead();
+        let extras = article_extras(ctx, std::slice::from_ref(&look));
+        let Some(row) = service::find_by_slug_with(ctx.db(), &slug, extras).await? else {
+            return Ok(None);
+        };
+        ctx.read_tag(cache_tags::entity(NodeKind::Article, row.article.id));
+        loaders::feed(ctx, &[&row]).await;
+        Ok(Some(Article(row.article)))
     }
 
     /// Articles, newest first; the filters combine (all must hold).
@@ -65,7 +69,7 @@ impl ArticlesQuery {
     ) -> FieldResult<ArticleConnection> {
         ctx.mark_private();
         let viewer = ctx.viewer().require()?;
-        ctx.read_tag(feed_tag(viewer));
+        ctx.read_tag(cache_tags::feed(viewer));
         let filter = ArticleFilter {
             feed_of: Some(viewer),
             ..ArticleFilter::default()

@@ -1,21 +1,120 @@
 //! The rules and data access of articles and favorites. Knows nothing of GraphQL.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use entity::{article, favorite};
-use sea_orm::sea_query::IntoColumnRef;
+use sea_orm::sea_query::{Alias, Asterisk, Expr, IntoColumnRef, Query, SelectStatement};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QuerySelect, QueryTrait, RelationTrait,
-    Select, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    ExprTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect,
+    QueryTrait, RelationTrait, Select, Set,
 };
 
 use super::slug;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::pagination::{self, Direction, Keyset, Page, PageArgs};
+use crate::users::service::{ProfileExtras, ProfileRow};
 use crate::validate;
 use crate::{tags, users};
+
+/// What to fetch with each article, in the statement that fetches the articles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ArticleExtras {
+    /// The author's profile, with what is asked of it.
+    pub author: Option<ProfileExtras>,
+    /// How many users favorited it.
+    pub favorites_count: bool,
+    /// Whether this user (the viewer) favorited it.
+    pub favorited_by: Option<i64>,
+    /// Its tag names.
+    pub tags: bool,
+}
+
+/// An article fetched with what [`ArticleExtras`] asked for.
+#[derive(Debug, Clone)]
+pub struct ArticleRow {
+    /// The article.
+    pub article: article::Model,
+    /// Its author.
+    pub author: Option<ProfileRow>,
+    /// How many users favorited it.
+    pub favorites_count: Option<i64>,
+    /// Whether the viewer favorited it.
+    pub favorited: Option<bool>,
+    /// Its tag names, in alphabetical order.
+    pub tags: Option<Vec<String>>,
+}
+
+/// The prefix of the author's columns in a row.
+const AUTHOR: &str = "author_";
+
+/// Adds to `query` (over `articles`) the columns that `extras` asks for.
+fn add_extras(query: &mut SelectStatement, backend: sea_orm::DbBackend, extras: ArticleExtras) {
+    let id = (article::Entity, article::Column::Id);
+    if let Some(author) = extras.author {
+        users::service::join_profile(
+            query,
+            (article::Entity, article::Column::AuthorId),
+            AUTHOR,
+            author,
+        );
+    }
+    if extras.favorites_count {
+        let count = Query::select()
+            .expr(Expr::col(Asterisk).count())
+            .from(favorite::Entity)
+            .and_where(Expr::col((favorite::Entity, favorite::Column::ArticleId)).equals(id))
+            .to_owned();
+        query.expr_as(
+            Expr::SubQuery(None, Box::new(count.into())),
+            Alias::new("favorites_count"),
+        );
+    }
+    if let Some(viewer) = extras.favorited_by {
+        let favorited = Query::select()
+            .expr(Expr::val(1))
+            .from(favorite::Entity)
+            .and_where(favorite::Column::UserId.eq(viewer))
+            .and_where(Expr::col((favorite::Entity, favorite::Column::ArticleId)).equals(id))
+            .to_owned();
+        query.expr_as(Expr::exists(favorited), Alias::new("favorited"));
+    }
+    if extras.tags {
+        query.expr_as(
+            tags::service::names_of(backend, id),
+            Alias::new("tag_names"),
+        );
+    }
+}
+
+impl ArticleRow {
+    /// The row a statement with [`add_extras`] returned.
+    fn read(row: &QueryResult, extras: ArticleExtras) -> Result<Self, DbErr> {
+        Ok(Self {
+            article: article::Model::from_query_result(row, "")?,
+            author: match extras.author {
+                Some(author) => Some(users::service::profile_row(row, AUTHOR, author)?),
+                None => None,
+            },
+            favorites_count: if extras.favorites_count {
+                Some(row.try_get("", "favorites_count")?)
+            } else {
+                None
+            },
+            favorited: match extras.favorited_by {
+                Some(_) => Some(row.try_get("", "favorited")?),
+                None => None,
+            },
+            tags: if extras.tags {
+                let names: Option<String> = row.try_get("", "tag_names")?;
+                Some(tags::service::parse_names(names.as_deref()))
+            } else {
+                None
+            },
+        })
+    }
+}
 
 /// What a new article gives.
 #[derive(Debug, Clone)]
@@ -261,6 +360,21 @@ pub async fn find_by_slug(
         .await?)
 }
 
+/// The article `slug` with `extras`, in one statement.
+pub async fn find_by_slug_with(
+    db: &impl ConnectionTrait,
+    slug: &str,
+    extras: ArticleExtras,
+) -> AppResult<Option<ArticleRow>> {
+    let mut query = article::Entity::find()
+        .filter(article::Column::Slug.eq(slug))
+        .into_query();
+    let backend = db.get_database_backend();
+    add_extras(&mut query, backend, extras);
+    let row = db.query_one(&query).await?;
+    Ok(row.map(|row| ArticleRow::read(&row, extras)).transpose()?)
+}
+
 /// The articles with these ids.
 pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<article::Model>> {
     Ok(article::Entity::find()
@@ -301,25 +415,34 @@ pub fn cursor_of(article: &article::Model) -> String {
     Keyset::new(article.created_at, article.id).encode()
 }
 
-/// One page of the articles that match `filter`, newest first.
+/// One page of the articles that match `filter`, newest first, with `extras`, in one statement.
 pub async fn list(
     db: &impl ConnectionTrait,
     filter: &ArticleFilter,
     args: &PageArgs,
-) -> AppResult<Page<article::Model>> {
-    let select = pagination::keyset_page(
+    extras: ArticleExtras,
+) -> AppResult<Page<ArticleRow>> {
+    let mut query = pagination::keyset_page(
         filtered(filter),
         article::Column::CreatedAt,
         article::Column::Id,
         args,
         Direction::NewestFirst,
-    );
-    let rows = select.all(db).await?;
+    )
+    .into_query();
+    let backend = db.get_database_backend();
+    add_extras(&mut query, backend, extras);
+    let rows = db
+        .query_all(&query)
+        .await?
+        .iter()
+        .map(|row| ArticleRow::read(row, extras))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(
         rows,
         args.first,
         args.after.is_some(),
-        cursor_of,
+        |row| cursor_of(&row.article),
     ))
 }
 
@@ -328,41 +451,17 @@ pub async fn count(db: &impl ConnectionTrait, filter: &ArticleFilter) -> AppResu
     Ok(filtered(filter).count(db).await? as i64)
 }
 
-/// How many users favorited each article (absent: none).
-pub async fn favorite_counts(
-    db: &impl ConnectionTrait,
-    article_ids: &[i64],
-) -> AppResult<HashMap<i64, i64>> {
-    db::count_by::<favorite::Entity>(db, favorite::Column::ArticleId, article_ids).await
-}
-
-/// Of `article_ids`, those that `user_id` favorited.
-pub async fn favorited_among(
-    db: &impl ConnectionTrait,
-    user_id: i64,
-    article_ids: &[i64],
-) -> AppResult<HashSet<i64>> {
-    let rows: Vec<i64> = favorite::Entity::find()
-        .select_only()
-        .column(favorite::Column::ArticleId)
-        .filter(favorite::Column::UserId.eq(user_id))
-        .filter(favorite::Column::ArticleId.is_in(article_ids.iter().copied()))
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().collect())
-}
-
 /// The name of the column that holds the owning user in [`user_pages`].
 const OWNER: &str = "list_owner_id";
 
-/// One page of `list` for each of `user_ids`, newest first, in one statement.
+/// One page of `list` for each of `user_ids`, newest first, with `extras`, in one statement.
 pub async fn user_pages(
     db: &impl ConnectionTrait,
     list: UserList,
     user_ids: &[i64],
     args: &PageArgs,
-) -> AppResult<HashMap<i64, Page<article::Model>>> {
+    extras: ArticleExtras,
+) -> AppResult<HashMap<i64, Page<ArticleRow>>> {
     let (mut select, partition) = match list {
         UserList::Written => (
             article::Entity::find()
@@ -386,22 +485,27 @@ pub async fn user_pages(
             Direction::NewestFirst,
         ));
     }
+    let backend = db.get_database_backend();
+    let mut inner = select.into_query();
+    add_extras(&mut inner, backend, extras);
     let statement = pagination::first_rows_per_partition(
-        select.into_query(),
+        inner,
         partition,
         (article::Entity, article::Column::CreatedAt),
         (article::Entity, article::Column::Id),
         Direction::NewestFirst,
         args.first + 1,
     );
-    let mut rows: HashMap<i64, Vec<article::Model>> = HashMap::new();
+    let mut rows: HashMap<i64, Vec<ArticleRow>> = HashMap::new();
     for row in db.query_all(&statement).await? {
         let owner: i64 = row.try_get("", OWNER)?;
         rows.entry(owner)
             .or_default()
-            .push(article::Model::from_query_result(&row, "")?);
+            .push(ArticleRow::read(&row, extras)?);
     }
-    Ok(pagination::pages_by_parent(rows, args, cursor_of))
+    Ok(pagination::pages_by_parent(rows, args, |row| {
+        cursor_of(&row.article)
+    }))
 }
 
 /// How many articles each of `user_ids` has in `list` (absent: none).

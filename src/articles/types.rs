@@ -1,21 +1,25 @@
 //! The GraphQL objects and inputs of articles.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Lookahead, Object, SimpleObject};
 use entity::article;
 
+use super::loaders;
 use super::loaders::{
     FavoriteCount, FavoritedByViewer, UserArticleCount, UserArticlePages, UserPageKey,
 };
-use super::service::{self, ArticleFilter, UserList};
-use crate::cache::{entity_tag, list_tag};
+use super::service::{self, ArticleExtras, ArticleFilter, ArticleRow, UserList};
+use crate::comments::types as comments_types;
 use crate::comments::types::{CommentConnection, comments_of_article};
 use crate::connection_types;
 use crate::error::{AppError, AppResult};
 use crate::graphql::CacheTagged;
+use crate::graphql::cache_tags;
 use crate::graphql::{ContextExt, DateTime, FieldResult, GlobalId, NodeKind, TotalCount};
+use crate::pagination::Page;
 use crate::pagination::PageArgs;
 use crate::tags::loaders::TagsOfArticle;
 use crate::tags::types::Tag;
+use crate::users;
 use crate::users::loaders::UserById;
 use crate::users::types::User;
 
@@ -24,10 +28,12 @@ use crate::users::types::User;
 pub struct Article(pub article::Model);
 
 impl CacheTagged for Article {
-    const KIND: &'static str = "Article";
+    fn list_tag() -> cache_tags::CacheTag {
+        cache_tags::list(NodeKind::Article)
+    }
 
-    fn cache_id(&self) -> Option<i64> {
-        Some(self.0.id)
+    fn entity_tag(&self) -> Option<cache_tags::CacheTag> {
+        Some(cache_tags::entity(NodeKind::Article, self.0.id))
     }
 }
 
@@ -90,7 +96,7 @@ impl Article {
 
     /// Who wrote the article.
     async fn author(&self, ctx: &Context<'_>) -> FieldResult<User> {
-        ctx.read_tag(entity_tag("User", self.0.author_id));
+        ctx.read_tag(cache_tags::entity(NodeKind::User, self.0.author_id));
         let author = ctx.loader::<UserById>().load_one(self.0.author_id).await?;
         author
             .map(User)
@@ -154,7 +160,62 @@ impl TotalCount for ArticleCount {
 
 connection_types!(ArticleConnection, ArticleEdge, Article, ArticleCount);
 
-/// One page of the articles matching `filter`, newest first.
+/// The selections of a connection's items: under `nodes` and under `edges { node }`.
+pub fn items_of<'a>(connection: &Lookahead<'a>) -> [Lookahead<'a>; 2] {
+    [
+        connection.field("nodes"),
+        connection.field("edges").field("node"),
+    ]
+}
+
+/// Whether any of `selections` selects `field`.
+pub fn selects(selections: &[Lookahead<'_>], field: &str) -> bool {
+    selections
+        .iter()
+        .any(|selection| selection.field(field).exists())
+}
+
+/// What the selections of articles ask to fetch with each article.
+pub fn article_extras(ctx: &Context<'_>, articles: &[Lookahead<'_>]) -> ArticleExtras {
+    let authors: Vec<Lookahead<'_>> = articles
+        .iter()
+        .map(|article| article.field("author"))
+        .collect();
+    ArticleExtras {
+        author: authors
+            .iter()
+            .any(Lookahead::exists)
+            .then(|| users::types::profile_extras(ctx, &authors)),
+        favorites_count: selects(articles, "favoritesCount"),
+        favorited_by: ctx
+            .viewer()
+            .user_id()
+            .filter(|_| selects(articles, "favorited")),
+        tags: selects(articles, "tags") || selects(articles, "tagList"),
+    }
+}
+
+/// A connection of fetched articles: what was fetched with them goes to the loaders, and their
+/// comments, when every `comments` field under them asks for one page, are fetched for all of
+/// them in one statement.
+async fn connection(
+    ctx: &Context<'_>,
+    articles: &[Lookahead<'_>],
+    page: Page<ArticleRow>,
+    count: ArticleCount,
+) -> AppResult<ArticleConnection> {
+    let rows: Vec<&ArticleRow> = page.items.iter().map(|(_, row)| row).collect();
+    loaders::feed(ctx, &rows).await;
+    let ids: Vec<i64> = page.items.iter().map(|(_, row)| row.article.id).collect();
+    comments_types::prefetch(ctx, articles, &ids).await?;
+    Ok(ArticleConnection::new(
+        page.map(|row| Article(row.article)),
+        count,
+    ))
+}
+
+/// One page of the articles matching `filter`, newest first, with what their selection needs
+/// fetched in the same statement.
 pub async fn filtered_articles(
     ctx: &Context<'_>,
     filter: ArticleFilter,
@@ -164,13 +225,13 @@ pub async fn filtered_articles(
     let args = PageArgs::keyset(first, after)?;
     if filter.author.is_some() || filter.favorited_by.is_some() {
         // The filter finds users by name: renaming one changes which articles match.
-        ctx.read_tag(list_tag("User"));
+        ctx.read_tag(cache_tags::list(NodeKind::User));
     }
-    let page = service::list(ctx.db(), &filter, &args).await?;
-    Ok(ArticleConnection::new(
-        page.map(Article),
-        ArticleCount::Filtered(filter),
-    ))
+    let look = ctx.look_ahead();
+    let articles = items_of(&look);
+    let extras = article_extras(ctx, &articles);
+    let page = service::list(ctx.db(), &filter, &args, extras).await?;
+    connection(ctx, &articles, page, ArticleCount::Filtered(filter)).await
 }
 
 /// One page of a user's list of articles, newest first, loaded together with the same page of
@@ -183,20 +244,20 @@ pub async fn user_articles(
     after: Option<&str>,
 ) -> AppResult<ArticleConnection> {
     let args = PageArgs::keyset(first, after)?;
+    let look = ctx.look_ahead();
+    let articles = items_of(&look);
     let key = UserPageKey {
         list,
         user_id,
         args,
+        extras: article_extras(ctx, &articles),
     };
     let page = ctx
         .loader::<UserArticlePages>()
         .load_one(key)
         .await?
         .unwrap_or_default();
-    Ok(ArticleConnection::new(
-        page.map(Article),
-        ArticleCount::OfUser(list, user_id),
-    ))
+    connection(ctx, &articles, page, ArticleCount::OfUser(list, user_id)).await
 }
 
 /// A new article.

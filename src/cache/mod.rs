@@ -13,7 +13,7 @@ pub mod memory_store;
 pub mod redis_store;
 pub mod store;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,35 +27,43 @@ use crate::redis_client::RedisClient;
 /// The tag every entry depends on: invalidating it empties the cache (after a Redis outage).
 pub const ALL: &str = "*";
 
-/// The tag of one entity, e.g. `Article:42`.
-pub fn entity_tag(kind: &str, id: i64) -> String {
-    format!("{kind}:{id}")
+/// What a response read or a mutation changed: an entity, every list of a kind, or a feed.
+/// Recorded without allocating; written out (`Article:42`, `Article:list`, `Feed:7`) only when
+/// an entry is stored or invalidated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheTag {
+    /// One entity of a kind.
+    Entity(&'static str, i64),
+    /// Every list (and lookup by key) of a kind.
+    List(&'static str),
+    /// One user's feed.
+    Feed(i64),
 }
 
-/// The tag of every list (and lookup by key) of a kind, e.g. `Article:list`.
-pub fn list_tag(kind: &str) -> String {
-    format!("{kind}:list")
-}
-
-/// The tag of one user's feed.
-pub fn feed_tag(user_id: i64) -> String {
-    format!("Feed:{user_id}")
+impl std::fmt::Display for CacheTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Entity(kind, id) => write!(f, "{kind}:{id}"),
+            Self::List(kind) => write!(f, "{kind}:list"),
+            Self::Feed(user_id) => write!(f, "Feed:{user_id}"),
+        }
+    }
 }
 
 /// A set of tags recorded while an operation runs.
 #[derive(Debug, Default)]
-pub struct Tags(Mutex<BTreeSet<String>>);
+pub struct Tags(Mutex<HashSet<CacheTag>>);
 
 impl Tags {
     /// Records `tag`.
-    pub fn add(&self, tag: String) {
+    pub fn add(&self, tag: CacheTag) {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(tag);
     }
 
-    /// The recorded tags.
+    /// The recorded tags, written out.
     pub fn take(&self) -> Vec<String> {
         std::mem::take(
             &mut *self
@@ -64,6 +72,7 @@ impl Tags {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
         .into_iter()
+        .map(|tag| tag.to_string())
         .collect()
     }
 }
@@ -71,14 +80,34 @@ impl Tags {
 /// What one execution records for the cache: request data, shared with the resolvers.
 #[derive(Debug, Default)]
 pub struct Record {
-    /// Tags the response read.
-    pub reads: Tags,
+    /// Tags the response read, when it may be stored.
+    pub reads: Option<Tags>,
     /// Tags a mutation changed.
     pub writes: Tags,
     private: AtomicBool,
 }
 
 impl Record {
+    /// A record of an execution whose response may be stored: it tracks what it reads.
+    pub fn storable() -> Self {
+        Self {
+            reads: Some(Tags::default()),
+            ..Self::default()
+        }
+    }
+
+    /// Records that the response read `tag` (when it may be stored).
+    pub fn read(&self, tag: CacheTag) {
+        if let Some(reads) = &self.reads {
+            reads.add(tag);
+        }
+    }
+
+    /// The tags the response read.
+    pub fn take_reads(&self) -> Vec<String> {
+        self.reads.as_ref().map(Tags::take).unwrap_or_default()
+    }
+
     /// Marks the response as depending on who asks: it is never stored under the public key.
     pub fn mark_private(&self) {
         self.private.store(true, Ordering::Relaxed);

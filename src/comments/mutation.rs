@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, Object};
 
 use super::service;
 use super::types::{AddCommentInput, AddCommentPayload, Comment, DeleteCommentPayload};
-use crate::cache::{entity_tag, list_tag};
+use crate::graphql::cache_tags;
 use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind};
 
 /// Comments' part of `Mutation`.
@@ -23,7 +23,7 @@ impl CommentsMutation {
     ) -> FieldResult<AddCommentPayload> {
         let viewer = ctx.viewer().require()?;
         let comment = service::add(ctx.db(), viewer, &slug, input.body).await?;
-        ctx.write_tag(list_tag("Comment"));
+        ctx.write_tag(cache_tags::list(NodeKind::Comment));
         Ok(AddCommentPayload {
             comment: Comment(comment),
         })
@@ -39,8 +39,8 @@ impl CommentsMutation {
         let viewer = ctx.viewer().require()?;
         let comment_id = GlobalId::expect(&id, NodeKind::Comment, "id")?;
         service::delete(ctx.db(), viewer, comment_id).await?;
-        ctx.write_tag(entity_tag("Comment", comment_id));
-        ctx.write_tag(list_tag("Comment"));
+        ctx.write_tag(cache_tags::entity(NodeKind::Comment, comment_id));
+        ctx.write_tag(cache_tags::list(NodeKind::Comment));
         Ok(DeleteCommentPayload {
             deleted_id: GlobalId::encode(NodeKind::Comment, comment_id),
         })

@@ -12,6 +12,8 @@ use crate::articles;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::pagination::{self, Direction, Keyset, Page, PageArgs};
+use crate::users;
+use crate::users::service::{ProfileExtras, ProfileRow};
 use crate::validate;
 
 /// Adds a comment by `author_id` to the article `slug` (NOT_FOUND when there is none).
@@ -76,12 +78,32 @@ pub fn cursor_of(comment: &comment::Model) -> String {
     Keyset::new(comment.created_at, comment.id).encode()
 }
 
-/// One page of comments, oldest first, for each of `article_ids`, in one statement.
+/// What to fetch with each comment, in the statement that fetches the comments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CommentExtras {
+    /// The author's profile, with what is asked of it.
+    pub author: Option<ProfileExtras>,
+}
+
+/// A comment fetched with what [`CommentExtras`] asked for.
+#[derive(Debug, Clone)]
+pub struct CommentRow {
+    /// The comment.
+    pub comment: comment::Model,
+    /// Its author.
+    pub author: Option<ProfileRow>,
+}
+
+/// The prefix of the author's columns in a row.
+const AUTHOR: &str = "author_";
+
+/// One page of comments, oldest first, for each of `article_ids`, with `extras`, in one statement.
 pub async fn pages_by_article(
     db: &impl ConnectionTrait,
     article_ids: &[i64],
     args: &PageArgs,
-) -> AppResult<HashMap<i64, Page<comment::Model>>> {
+    extras: CommentExtras,
+) -> AppResult<HashMap<i64, Page<CommentRow>>> {
     let mut select = comment::Entity::find()
         .filter(comment::Column::ArticleId.is_in(article_ids.iter().copied()));
     if let Some(after) = &args.after {
@@ -92,20 +114,37 @@ pub async fn pages_by_article(
             Direction::OldestFirst,
         ));
     }
+    let mut inner = select.into_query();
+    if let Some(author) = extras.author {
+        users::service::join_profile(
+            &mut inner,
+            (comment::Entity, comment::Column::AuthorId),
+            AUTHOR,
+            author,
+        );
+    }
     let statement = pagination::first_rows_per_partition(
-        select.into_query(),
-        comment::Column::ArticleId,
-        comment::Column::CreatedAt,
-        comment::Column::Id,
+        inner,
+        (comment::Entity, comment::Column::ArticleId),
+        (comment::Entity, comment::Column::CreatedAt),
+        (comment::Entity, comment::Column::Id),
         Direction::OldestFirst,
         args.first + 1,
     );
-    let mut rows: HashMap<i64, Vec<comment::Model>> = HashMap::new();
+    let mut rows: HashMap<i64, Vec<CommentRow>> = HashMap::new();
     for row in db.query_all(&statement).await? {
         let comment = comment::Model::from_query_result(&row, "")?;
-        rows.entry(comment.article_id).or_default().push(comment);
+        let author = match extras.author {
+            Some(author) => Some(users::service::profile_row(&row, AUTHOR, author)?),
+            None => None,
+        };
+        rows.entry(comment.article_id)
+            .or_default()
+            .push(CommentRow { comment, author });
     }
-    Ok(pagination::pages_by_parent(rows, args, cursor_of))
+    Ok(pagination::pages_by_parent(rows, args, |row| {
+        cursor_of(&row.comment)
+    }))
 }
 
 /// How many comments each article has (absent: none).

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::plan::Planner;
 use super::{Caller, Exchange, Gateway, OperationState, Prepared, Transport, cost, serialize};
 use crate::cache::{CachePolicy, CacheStatus, CachedResponse, Record, Recorder};
+use crate::graphql::loading;
 use crate::schema;
 
 /// What one execution produced; shared with the identical requests that waited for it.
@@ -106,7 +107,7 @@ impl Gateway {
                 // Read before executing: a write that commits meanwhile moves it on, and the
                 // response (which may predate the write) is then not stored.
                 let generation = cache.generation().await;
-                let record = Recorder::default();
+                let record = Recorder(Arc::new(Record::storable()));
                 let mut outcome = self
                     .execute_once(prepared, caller, requested, Some(record.clone()))
                     .await;
@@ -118,7 +119,7 @@ impl Gateway {
                     ));
                     outcome.etag = Some(Arc::clone(&response.etag));
                     cache
-                        .store(key, viewer, generation, response, record.0.reads.take())
+                        .store(key, viewer, generation, response, record.0.take_reads())
                         .await;
                 }
                 outcome
@@ -156,10 +157,9 @@ impl Gateway {
             request = request.disable_introspection();
         }
         let recorder = recorder.unwrap_or_default();
-        let request = schema::with_request_data(request, &self.db, caller.viewer)
-            .data(caller.address)
-            .data(recorder.clone());
-        let response = self.schema.execute(request).await;
+        let (request, batches) = schema::with_request_data(request, &self.db, caller.viewer);
+        let request = request.data(caller.address).data(recorder.clone());
+        let response = loading::drive(self.schema.execute(request), batches).await;
         if let Some(cache) = &self.cache {
             cache.invalidate(recorder.0.writes.take()).await;
         }

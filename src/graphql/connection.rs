@@ -44,10 +44,10 @@ pub trait TotalCount: Send + Sync {
 /// ```
 /// A node type of a connection, for the response cache's tags.
 pub trait CacheTagged {
-    /// The kind of entity, as in its tags (`Article`).
-    const KIND: &'static str;
-    /// The entity's id, when it has one.
-    fn cache_id(&self) -> Option<i64>;
+    /// The tag of every list of this type.
+    fn list_tag() -> crate::cache::CacheTag;
+    /// The tag of this entity, when it is one.
+    fn entity_tag(&self) -> Option<crate::cache::CacheTag>;
 }
 
 /// Records that the response read the list of `T` and each of `items`.
@@ -56,10 +56,10 @@ pub fn record_list<'a, T: CacheTagged + 'a>(
     items: impl Iterator<Item = &'a T>,
 ) {
     use crate::graphql::ContextExt;
-    ctx.read_tag(crate::cache::list_tag(T::KIND));
+    ctx.read_tag(T::list_tag());
     for item in items {
-        if let Some(id) = item.cache_id() {
-            ctx.read_tag(crate::cache::entity_tag(T::KIND, id));
+        if let Some(tag) = item.entity_tag() {
+            ctx.read_tag(tag);
         }
     }
 }
@@ -82,6 +82,7 @@ macro_rules! connection_types {
             edges: Vec<$edge>,
             page_info: $crate::graphql::PageInfo,
             count: $count,
+            recorded: std::sync::atomic::AtomicBool,
         }
 
         impl $connection {
@@ -95,6 +96,7 @@ macro_rules! connection_types {
                         .map(|(cursor, node)| $edge { cursor, node })
                         .collect(),
                     count,
+                    recorded: std::sync::atomic::AtomicBool::new(false),
                 }
             }
         }
@@ -128,9 +130,11 @@ macro_rules! connection_types {
         }
 
         impl $connection {
-            /// Records the tags of this page for the response cache.
+            /// Records the tags of this page for the response cache, once.
             fn record(&self, ctx: &async_graphql::Context<'_>) {
-                $crate::graphql::connection::record_list(ctx, self.edges.iter().map(|edge| &edge.node));
+                if !self.recorded.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    $crate::graphql::connection::record_list(ctx, self.edges.iter().map(|edge| &edge.node));
+                }
             }
         }
     };

@@ -1,11 +1,11 @@
 //! Typed access to what every resolver needs from the GraphQL context.
 
 use async_graphql::Context;
-use async_graphql::dataloader::DataLoader;
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use sea_orm::DatabaseConnection;
 
 use crate::auth::{Passwords, Tokens, Viewer};
-use crate::cache::Recorder;
+use crate::cache::{CacheTag, Recorder};
 
 /// Shortcuts on [`Context`]; the data is put there by the schema and the request handler.
 pub trait ContextExt {
@@ -18,11 +18,11 @@ pub trait ContextExt {
     /// The token issuer.
     fn tokens(&self) -> &Tokens;
     /// This request's DataLoader of `L`.
-    fn loader<L: Send + Sync + 'static>(&self) -> &DataLoader<L>;
+    fn loader<L: Send + Sync + 'static>(&self) -> &DataLoader<L, HashMapCache>;
     /// Records that the response depends on `tag` (for the response cache).
-    fn read_tag(&self, tag: String);
+    fn read_tag(&self, tag: CacheTag);
     /// Records that this mutation changed what `tag` stands for (invalidated after it commits).
-    fn write_tag(&self, tag: String);
+    fn write_tag(&self, tag: CacheTag);
     /// Records that the response depends on who asks: every resolver of a private field calls it
     /// as it runs, so the response is never stored under the public key.
     fn mark_private(&self);
@@ -45,17 +45,17 @@ impl ContextExt for Context<'_> {
         self.data_unchecked()
     }
 
-    fn loader<L: Send + Sync + 'static>(&self) -> &DataLoader<L> {
+    fn loader<L: Send + Sync + 'static>(&self) -> &DataLoader<L, HashMapCache> {
         self.data_unchecked()
     }
 
-    fn read_tag(&self, tag: String) {
+    fn read_tag(&self, tag: CacheTag) {
         if let Some(recorder) = self.data_opt::<Recorder>() {
-            recorder.0.reads.add(tag);
+            recorder.0.read(tag);
         }
     }
 
-    fn write_tag(&self, tag: String) {
+    fn write_tag(&self, tag: CacheTag) {
         if let Some(recorder) = self.data_opt::<Recorder>() {
             recorder.0.writes.add(tag);
         }

@@ -18,7 +18,8 @@ pub enum NodeKind {
 }
 
 impl NodeKind {
-    fn prefix(self) -> &'static str {
+    /// The kind's name: the GraphQL type, the prefix of its global ids and cache tags.
+    pub fn name(self) -> &'static str {
         match self {
             Self::User => "User",
             Self::Article => "Article",
@@ -29,7 +30,7 @@ impl NodeKind {
     fn from_prefix(prefix: &str) -> Option<Self> {
         [Self::User, Self::Article, Self::Comment]
             .into_iter()
-            .find(|kind| kind.prefix() == prefix)
+            .find(|kind| kind.name() == prefix)
     }
 }
 
@@ -53,7 +54,7 @@ pub struct GlobalId {
 impl GlobalId {
     /// The opaque id of `kind` number `id`.
     pub fn encode(kind: NodeKind, id: i64) -> ID {
-        ID(URL_SAFE_NO_PAD.encode(format!("{}:{id}", kind.prefix())))
+        ID(URL_SAFE_NO_PAD.encode(format!("{}:{id}", kind.name())))
     }
 
     /// Decodes an id; `None` when it is not one of ours.
@@ -73,7 +74,7 @@ impl GlobalId {
             Some(decoded) if decoded.kind == kind => Ok(decoded.id),
             _ => Err(AppError::invalid(
                 field,
-                format!("is not a valid {} id", kind.prefix()),
+                format!("is not a valid {} id", kind.name()),
             )),
         }
     }

@@ -1,8 +1,10 @@
 //! The GraphQL kit the areas build on: connections and cursors, scalars, global ids, context access.
 
+pub mod cache_tags;
 pub mod connection;
 pub mod context;
 pub mod id;
+pub mod loading;
 pub mod scalars;
 
 pub use connection::{CacheTagged, PageInfo, TotalCount};

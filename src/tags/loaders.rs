@@ -7,6 +7,7 @@ use sea_orm::DatabaseConnection;
 
 use super::service;
 use crate::error::AppError;
+use crate::graphql::loading::LoaderScope;
 
 /// The tag names of each article, alphabetical.
 pub struct TagsOfArticle(pub DatabaseConnection);
@@ -22,4 +23,9 @@ impl Loader<i64> for TagsOfArticle {
             .map(|id| (*id, names.remove(id).unwrap_or_default()))
             .collect())
     }
+}
+
+/// Attaches this area's loaders to a request.
+pub fn register(request: async_graphql::Request, scope: &LoaderScope) -> async_graphql::Request {
+    request.data(scope.loader(TagsOfArticle(scope.db.clone())))
 }

@@ -110,6 +110,31 @@ pub async fn names_by_article(
     Ok(names)
 }
 
+/// The tag names of the article whose id is in `article_id`, in alphabetical order, as one JSON
+/// array (text), for a column of a statement over articles: PostgreSQL aggregates with
+/// `json_agg`, SQLite with `json_group_array` (each with its own placeholder for the column).
+/// Read it back with [`parse_names`].
+pub fn names_of(backend: sea_orm::DbBackend, article_id: impl IntoColumnRef) -> Expr {
+    let sql = match backend {
+        sea_orm::DbBackend::Sqlite => {
+            "(SELECT json_group_array(tags.name ORDER BY tags.name) FROM article_tags \
+             JOIN tags ON tags.id = article_tags.tag_id WHERE article_tags.article_id = ?)"
+        }
+        _ => {
+            "(SELECT COALESCE(json_agg(tags.name ORDER BY tags.name), '[]'::json)::text \
+             FROM article_tags JOIN tags ON tags.id = article_tags.tag_id \
+             WHERE article_tags.article_id = $1)"
+        }
+    };
+    Expr::cust_with_expr(sql, Expr::col(article_id))
+}
+
+/// The names [`names_of`] selected (none for a missing or unreadable value).
+pub fn parse_names(json: Option<&str>) -> Vec<String> {
+    json.and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default()
+}
+
 /// True for the rows whose `article_id` column is an article tagged `name`: an `EXISTS` condition
 /// for the article filters (it lets a newest-first page stop after `first` matches).
 pub fn is_tagged(article_id: impl IntoColumnRef, name: &str) -> Expr {

@@ -5,7 +5,7 @@ use async_graphql::{Context, SimpleObject};
 use super::service;
 use crate::connection_types;
 use crate::error::AppResult;
-use crate::graphql::{CacheTagged, ContextExt, TotalCount};
+use crate::graphql::{CacheTagged, ContextExt, TotalCount, cache_tags};
 
 /// A label on articles.
 #[derive(Debug, Clone, SimpleObject)]
@@ -16,9 +16,11 @@ pub struct Tag {
 }
 
 impl CacheTagged for Tag {
-    const KIND: &'static str = "Tag";
+    fn list_tag() -> cache_tags::CacheTag {
+        cache_tags::tags()
+    }
 
-    fn cache_id(&self) -> Option<i64> {
+    fn entity_tag(&self) -> Option<cache_tags::CacheTag> {
         None
     }
 }

@@ -10,9 +10,9 @@ use super::types::{
     SignOutEverywherePayload, UnfollowUserPayload, UpdateViewerInput, UpdateViewerPayload, User,
 };
 use crate::auth::{AccountKey, AuthThrottle, ClientAddress, Revocations};
-use crate::cache::{entity_tag, feed_tag, list_tag};
 use crate::error::AppError;
 use crate::graphql::{ContextExt, FieldResult};
+use crate::graphql::{NodeKind, cache_tags};
 
 /// Users' part of `Mutation`.
 #[derive(Default)]
@@ -57,10 +57,10 @@ impl UsersMutation {
             password: input.password,
         };
         let user = service::register(ctx.db(), ctx.passwords(), registration).await?;
-        ctx.write_tag(list_tag("User"));
+        ctx.write_tag(cache_tags::list(NodeKind::User));
         Ok(RegisterPayload {
             token: issue_token(ctx, &user)?,
-            user: User(user),
+            user: User(user.into()),
         })
     }
 
@@ -93,7 +93,7 @@ impl UsersMutation {
         }
         Ok(LoginPayload {
             token: issue_token(ctx, &user)?,
-            user: User(user),
+            user: User(user.into()),
         })
     }
 
@@ -138,11 +138,11 @@ impl UsersMutation {
         if changes_password {
             revoked(ctx, &user);
         }
-        ctx.write_tag(entity_tag("User", user.id));
-        ctx.write_tag(list_tag("User"));
+        ctx.write_tag(cache_tags::entity(NodeKind::User, user.id));
+        ctx.write_tag(cache_tags::list(NodeKind::User));
         Ok(UpdateViewerPayload {
             token: issue_token(ctx, &user)?,
-            user: User(user),
+            user: User(user.into()),
         })
     }
 
@@ -159,7 +159,7 @@ impl UsersMutation {
         revoked(ctx, &user);
         Ok(SignOutEverywherePayload {
             token: issue_token(ctx, &user)?,
-            user: User(user),
+            user: User(user.into()),
         })
     }
 
@@ -172,8 +172,8 @@ impl UsersMutation {
     ) -> FieldResult<FollowUserPayload> {
         let viewer = ctx.viewer().require()?;
         let user = service::follow(ctx.db(), viewer, &username).await?;
-        ctx.write_tag(entity_tag("User", user.id));
-        ctx.write_tag(feed_tag(viewer));
+        ctx.write_tag(cache_tags::entity(NodeKind::User, user.id));
+        ctx.write_tag(cache_tags::feed(viewer));
         Ok(FollowUserPayload { user: User(user) })
     }
 
@@ -185,8 +185,8 @@ impl UsersMutation {
     ) -> FieldResult<UnfollowUserPayload> {
         let viewer = ctx.viewer().require()?;
         let user = service::unfollow(ctx.db(), viewer, &username).await?;
-        ctx.write_tag(entity_tag("User", user.id));
-        ctx.write_tag(feed_tag(viewer));
+        ctx.write_tag(cache_tags::entity(NodeKind::User, user.id));
+        ctx.write_tag(cache_tags::feed(viewer));
         Ok(UnfollowUserPayload { user: User(user) })
     }
 }

@@ -2,11 +2,11 @@
 
 use async_graphql::{Context, Object};
 
-use super::loaders::UserById;
+use super::loaders::{self, UserById};
 use super::service;
-use super::types::User;
-use crate::cache::{entity_tag, list_tag};
+use super::types::{User, profile_extras};
 use crate::graphql::{ContextExt, FieldResult};
+use crate::graphql::{NodeKind, cache_tags};
 
 /// Users' part of `Query`.
 #[derive(Default)]
@@ -21,7 +21,7 @@ impl UsersQuery {
         let Some(user_id) = ctx.viewer().user_id() else {
             return Ok(None);
         };
-        ctx.read_tag(entity_tag("User", user_id));
+        ctx.read_tag(cache_tags::entity(NodeKind::User, user_id));
         Ok(ctx.loader::<UserById>().load_one(user_id).await?.map(User))
     }
 
@@ -31,11 +31,15 @@ impl UsersQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "The username to look up, case-insensitively.")] username: String,
     ) -> FieldResult<Option<User>> {
-        ctx.read_tag(list_tag("User"));
-        let user = service::find_by_username(ctx.db(), &username).await?;
-        if let Some(user) = &user {
-            ctx.read_tag(entity_tag("User", user.id));
-        }
-        Ok(user.map(User))
+        ctx.read_tag(cache_tags::list(NodeKind::User));
+        let look = ctx.look_ahead();
+        let extras = profile_extras(ctx, std::slice::from_ref(&look));
+        let Some(row) = service::profile_by_username_with(ctx.db(), &username, extras).await?
+        else {
+            return Ok(None);
+        };
+        ctx.read_tag(cache_tags::entity(NodeKind::User, row.profile.id));
+        loaders::feed(ctx, &[&row]).await;
+        Ok(Some(User(row.profile)))
     }
 }

@@ -1,18 +1,183 @@
 //! The rules and data access of users and follows. Knows nothing of GraphQL.
 
-use std::collections::{HashMap, HashSet};
-
 use entity::{follow, user};
-use sea_orm::sea_query::{Expr, Func, SelectStatement};
+use sea_orm::prelude::DateTimeUtc;
+use sea_orm::sea_query::{
+    Alias, Asterisk, Expr, Func, IntoColumnRef, JoinType, Query, SelectStatement,
+};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, ExprTrait,
-    QueryFilter, QuerySelect, QueryTrait, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    ExprTrait, FromQueryResult, IdenStatic, QueryFilter, QueryResult, QuerySelect, QueryTrait, Set,
 };
 
 use crate::auth::Passwords;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldErrors};
 use crate::validate;
+
+/// A user as the API shows them: everything but the credentials (never read outside sign-in).
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct Profile {
+    /// The user id.
+    pub id: i64,
+    /// The unique name.
+    pub username: String,
+    /// The email address (shown to the user themself only).
+    pub email: String,
+    /// A short text about the user.
+    pub bio: Option<String>,
+    /// The URL of their picture.
+    pub image: Option<String>,
+    /// When they registered.
+    pub created_at: DateTimeUtc,
+}
+
+impl From<user::Model> for Profile {
+    fn from(user: user::Model) -> Self {
+        Self {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            bio: user.bio,
+            image: user.image,
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// The columns of a [`Profile`].
+const PROFILE_COLUMNS: [user::Column; 6] = [
+    user::Column::Id,
+    user::Column::Username,
+    user::Column::Email,
+    user::Column::Bio,
+    user::Column::Image,
+    user::Column::CreatedAt,
+];
+
+fn profiles() -> sea_orm::Select<user::Entity> {
+    user::Entity::find().select_only().columns(PROFILE_COLUMNS)
+}
+
+/// What to fetch of a user joined to another area's rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ProfileExtras {
+    /// Whether this user (the viewer) follows them.
+    pub following_of: Option<i64>,
+    /// Their number of followers.
+    pub followers_count: bool,
+}
+
+/// A profile fetched with another area's rows, with what was asked of it.
+#[derive(Debug, Clone)]
+pub struct ProfileRow {
+    /// The profile.
+    pub profile: Profile,
+    /// Whether the viewer follows them (when asked).
+    pub following: Option<bool>,
+    /// How many users follow them (when asked).
+    pub followers_count: Option<i64>,
+}
+
+/// Joins to `query` the user whose id is in `user_id`, selecting their profile and `extras` as
+/// columns named with `prefix` (read them back with [`profile_row`]).
+pub fn join_profile(
+    query: &mut SelectStatement,
+    user_id: impl IntoColumnRef,
+    prefix: &str,
+    extras: ProfileExtras,
+) {
+    let table = Alias::new(format!("{prefix}users"));
+    query.join_as(
+        JoinType::InnerJoin,
+        user::Entity,
+        table.clone(),
+        Expr::col((table.clone(), user::Column::Id)).equals(user_id),
+    );
+    select_profile(query, table, prefix, extras);
+}
+
+/// Selects into `query` the profile and `extras` of the users table aliased `table`, as columns
+/// named with `prefix`.
+fn select_profile(query: &mut SelectStatement, table: Alias, prefix: &str, extras: ProfileExtras) {
+    for column in PROFILE_COLUMNS {
+        query.expr_as(
+            Expr::col((table.clone(), column)),
+            Alias::new(format!("{prefix}{}", column.as_str())),
+        );
+    }
+    if let Some(viewer) = extras.following_of {
+        let follows = Query::select()
+            .expr(Expr::val(1))
+            .from(follow::Entity)
+            .and_where(follow::Column::FollowerId.eq(viewer))
+            .and_where(
+                Expr::col((follow::Entity, follow::Column::FolloweeId))
+                    .equals((table.clone(), user::Column::Id)),
+            )
+            .to_owned();
+        query.expr_as(
+            Expr::exists(follows),
+            Alias::new(format!("{prefix}following")),
+        );
+    }
+    if extras.followers_count {
+        let count = Query::select()
+            .expr(Expr::col(Asterisk).count())
+            .from(follow::Entity)
+            .and_where(
+                Expr::col((follow::Entity, follow::Column::FolloweeId))
+                    .equals((table, user::Column::Id)),
+            )
+            .to_owned();
+        query.expr_as(
+            Expr::SubQuery(None, Box::new(count.into())),
+            Alias::new(format!("{prefix}followers_count")),
+        );
+    }
+}
+
+/// The user named `username` (case-insensitively) with `extras`, in one statement.
+pub async fn profile_by_username_with(
+    db: &impl ConnectionTrait,
+    username: &str,
+    extras: ProfileExtras,
+) -> AppResult<Option<ProfileRow>> {
+    let table = Alias::new("profile");
+    let mut query = Query::select();
+    query.from_as(user::Entity, table.clone()).and_where(
+        Expr::expr(Func::lower(Expr::col((
+            table.clone(),
+            user::Column::Username,
+        ))))
+        .eq(Func::lower(Expr::val(validate::normalize_username(
+            username,
+        )))),
+    );
+    select_profile(&mut query, table, "", extras);
+    let row = db.query_one(&query).await?;
+    Ok(row.map(|row| profile_row(&row, "", extras)).transpose()?)
+}
+
+/// The profile [`join_profile`] selected into `row`.
+pub fn profile_row(
+    row: &QueryResult,
+    prefix: &str,
+    extras: ProfileExtras,
+) -> Result<ProfileRow, DbErr> {
+    Ok(ProfileRow {
+        profile: Profile::from_query_result(row, prefix)?,
+        following: match extras.following_of {
+            Some(_) => Some(row.try_get::<bool>(prefix, "following")?),
+            None => None,
+        },
+        followers_count: if extras.followers_count {
+            Some(row.try_get::<i64>(prefix, "followers_count")?)
+        } else {
+            None
+        },
+    })
+}
 
 /// What a new user gives.
 #[derive(Debug, Clone)]
@@ -134,16 +299,23 @@ async fn ensure_free(
     email: Option<&str>,
     except: Option<i64>,
 ) -> AppResult<()> {
-    let others = |found: Option<user::Model>| found.filter(|user| Some(user.id) != except);
+    let others = |found: Option<Profile>| found.filter(|user| Some(user.id) != except);
     if let Some(username) = username
-        && others(find_by_username(db, username).await?).is_some()
+        && others(profile_by_username(db, username).await?).is_some()
     {
         return Err(AppError::Conflict {
             field: "username".into(),
         });
     }
     if let Some(email) = email
-        && others(find_by_email(db, email).await?).is_some()
+        && others(
+            profiles()
+                .filter(email_matches(email.trim()))
+                .into_model::<Profile>()
+                .one(db)
+                .await?,
+        )
+        .is_some()
     {
         return Err(AppError::Conflict {
             field: "email".into(),
@@ -269,21 +441,23 @@ pub async fn revoke_tokens(db: &DatabaseConnection, user_id: i64) -> AppResult<u
     Ok(updated)
 }
 
-/// The user named `username` (case-insensitively), if any.
-pub async fn find_by_username(
+/// The profile of the user named `username` (case-insensitively), if any.
+pub async fn profile_by_username(
     db: &impl ConnectionTrait,
     username: &str,
-) -> AppResult<Option<user::Model>> {
-    Ok(user::Entity::find()
+) -> AppResult<Option<Profile>> {
+    Ok(profiles()
         .filter(username_matches(&validate::normalize_username(username)))
+        .into_model::<Profile>()
         .one(db)
         .await?)
 }
 
-/// The users with these ids.
-pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<user::Model>> {
-    Ok(user::Entity::find()
+/// The profiles of the users with these ids.
+pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<Profile>> {
+    Ok(profiles()
         .filter(user::Column::Id.is_in(ids.iter().copied()))
+        .into_model::<Profile>()
         .all(db)
         .await?)
 }
@@ -312,9 +486,9 @@ pub async fn follow(
     db: &DatabaseConnection,
     follower_id: i64,
     username: &str,
-) -> AppResult<user::Model> {
+) -> AppResult<Profile> {
     let txn = db::begin_write(db).await?;
-    let followee = find_by_username(&txn, username)
+    let followee = profile_by_username(&txn, username)
         .await?
         .ok_or_else(|| no_such_user(username))?;
     if followee.id == follower_id {
@@ -338,9 +512,9 @@ pub async fn unfollow(
     db: &DatabaseConnection,
     follower_id: i64,
     username: &str,
-) -> AppResult<user::Model> {
+) -> AppResult<Profile> {
     let txn = db::begin_write(db).await?;
-    let followee = find_by_username(&txn, username)
+    let followee = profile_by_username(&txn, username)
         .await?
         .ok_or_else(|| no_such_user(username))?;
     follow::Entity::delete_many()
@@ -354,29 +528,4 @@ pub async fn unfollow(
 
 fn no_such_user(username: &str) -> AppError {
     AppError::NotFound(format!("No user is named {username:?}"))
-}
-
-/// Of `user_ids`, those that `follower_id` follows.
-pub async fn followed_among(
-    db: &impl ConnectionTrait,
-    follower_id: i64,
-    user_ids: &[i64],
-) -> AppResult<HashSet<i64>> {
-    let rows: Vec<i64> = follow::Entity::find()
-        .select_only()
-        .column(follow::Column::FolloweeId)
-        .filter(follow::Column::FollowerId.eq(follower_id))
-        .filter(follow::Column::FolloweeId.is_in(user_ids.iter().copied()))
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// How many followers each of `user_ids` has (absent: none).
-pub async fn follower_counts(
-    db: &impl ConnectionTrait,
-    user_ids: &[i64],
-) -> AppResult<HashMap<i64, i64>> {
-    db::count_by::<follow::Entity>(db, follow::Column::FolloweeId, user_ids).await
 }

@@ -1,23 +1,25 @@
 //! The GraphQL objects and inputs of users.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use entity::user;
+use async_graphql::{Context, ID, InputObject, Lookahead, Object, SimpleObject};
 
 use super::loaders::{FollowedByViewer, FollowerCount};
+use super::service::{Profile, ProfileExtras};
 use crate::articles::service::UserList;
 use crate::articles::types::{ArticleConnection, user_articles};
-use crate::graphql::CacheTagged;
+use crate::graphql::{CacheTagged, cache_tags};
 use crate::graphql::{ContextExt, DateTime, FieldResult, GlobalId, NodeKind};
 
 /// A person with an account: their public profile, and their email when they look at themselves.
 #[derive(Debug, Clone)]
-pub struct User(pub user::Model);
+pub struct User(pub Profile);
 
 impl CacheTagged for User {
-    const KIND: &'static str = "User";
+    fn list_tag() -> cache_tags::CacheTag {
+        cache_tags::list(NodeKind::User)
+    }
 
-    fn cache_id(&self) -> Option<i64> {
-        Some(self.0.id)
+    fn entity_tag(&self) -> Option<cache_tags::CacheTag> {
+        Some(cache_tags::entity(NodeKind::User, self.0.id))
     }
 }
 
@@ -97,6 +99,15 @@ impl User {
     /// When the user registered.
     async fn created_at(&self) -> DateTime {
         self.0.created_at.into()
+    }
+}
+
+/// What the selections of users ask to fetch with each user.
+pub fn profile_extras(ctx: &Context<'_>, users: &[Lookahead<'_>]) -> ProfileExtras {
+    let selects = |field: &str| users.iter().any(|user| user.field(field).exists());
+    ProfileExtras {
+        following_of: ctx.viewer().user_id().filter(|_| selects("following")),
+        followers_count: selects("followersCount"),
     }
 }
 

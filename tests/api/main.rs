@@ -19,5 +19,6 @@ mod privacy;
 mod rate_limit;
 mod redis_proxy;
 mod revocation;
+mod statements;
 mod tags;
 mod users;
