@@ -33,13 +33,41 @@ impl StatementCounter {
     }
 }
 
+/// `url` as the pool uses it: a PostgreSQL server on this machine (loopback) is reached without
+/// TLS unless the URL asks for it (`sslmode=...`), since encrypting traffic that never leaves the
+/// host only costs CPU on both ends; any other server keeps the driver's default (`prefer`).
+pub fn effective_url(url: &str) -> String {
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return url.to_owned();
+    };
+    if url.contains("sslmode=") {
+        return url.to_owned();
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    if matches!(host, "localhost" | "127.0.0.1" | "::1") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}sslmode=disable")
+    } else {
+        url.to_owned()
+    }
+}
+
 /// Connects to `url`, retrying with exponential backoff, and counts statements into `counter`.
 pub async fn connect(
     url: &str,
     max_connections: u32,
     counter: StatementCounter,
 ) -> Result<DatabaseConnection, DbErr> {
-    let mut options = ConnectOptions::new(url);
+    let mut options = ConnectOptions::new(effective_url(url));
     options
         .max_connections(max_connections)
         .min_connections(1)
@@ -116,4 +144,32 @@ pub async fn count_by<E: EntityTrait>(
         .all(db)
         .await?;
     Ok(rows.into_iter().map(|row| (row.key, row.count)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_url;
+
+    #[test]
+    fn loopback_postgres_goes_without_tls_unless_asked() {
+        assert_eq!(
+            effective_url("postgres://root@127.0.0.1:5432/db"),
+            "postgres://root@127.0.0.1:5432/db?sslmode=disable"
+        );
+        assert_eq!(
+            effective_url("postgresql://u:p@localhost/db?application_name=x"),
+            "postgresql://u:p@localhost/db?application_name=x&sslmode=disable"
+        );
+        assert_eq!(
+            effective_url("postgres://[::1]:5432/db"),
+            "postgres://[::1]:5432/db?sslmode=disable"
+        );
+        for kept in [
+            "postgres://db.internal:5432/db",
+            "postgres://127.0.0.1/db?sslmode=require",
+            "sqlite://conduit.db",
+        ] {
+            assert_eq!(effective_url(kept), kept);
+        }
+    }
 }

@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: measured faster than the system allocator on the request path (see the README's
+/// Performance section), which allocates many small, short-lived values.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use conduit::app::{App, shutdown_signal};
 use conduit::config::{Cli, Command};

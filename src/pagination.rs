@@ -114,11 +114,30 @@ pub fn page_size(first: Option<i32>) -> AppResult<u64> {
     }
 }
 
+/// The cursor of an item, written out only when a client selects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    /// A position in a list ordered by (creation time, id).
+    Keyset(Keyset),
+    /// A cursor written out already.
+    Encoded(String),
+}
+
+impl Cursor {
+    /// The opaque cursor a client sees.
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Keyset(keyset) => keyset.encode(),
+            Self::Encoded(cursor) => cursor.clone(),
+        }
+    }
+}
+
 /// One page of a list: the items with their cursors, and whether more follow.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
-    /// The items, each with its opaque cursor.
-    pub items: Vec<(String, T)>,
+    /// The items, each with its cursor.
+    pub items: Vec<(Cursor, T)>,
     /// Whether items follow the last one.
     pub has_next_page: bool,
     /// Whether items precede the first one (true when paging `after` a cursor).
@@ -149,7 +168,7 @@ impl<T> Page<T> {
         mut rows: Vec<T>,
         first: u64,
         paged: bool,
-        cursor: impl Fn(&T) -> String,
+        cursor: impl Fn(&T) -> Cursor,
     ) -> Self {
         let has_next_page = rows.len() as u64 > first;
         rows.truncate(first as usize);
@@ -179,7 +198,7 @@ impl<T> Page<T> {
 pub fn pages_by_parent<T>(
     rows: HashMap<i64, Vec<T>>,
     args: &PageArgs,
-    cursor: impl Fn(&T) -> String,
+    cursor: impl Fn(&T) -> Cursor,
 ) -> HashMap<i64, Page<T>> {
     rows.into_iter()
         .map(|(parent, rows)| {

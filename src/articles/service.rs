@@ -6,14 +6,14 @@ use entity::{article, favorite};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, IntoColumnRef, Query, SelectStatement};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    ExprTrait, FromQueryResult, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect,
+    ExprTrait, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect,
     QueryTrait, RelationTrait, Select, Set,
 };
 
 use super::slug;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::pagination::{self, Direction, Keyset, Page, PageArgs};
+use crate::pagination::{self, Cursor, Direction, Keyset, Page, PageArgs};
 use crate::users::service::{ProfileExtras, ProfileRow};
 use crate::validate;
 use crate::{tags, users};
@@ -46,7 +46,7 @@ pub struct ArticleRow {
     pub tags: Option<Vec<String>>,
 }
 
-/// The prefix of the author's columns in a row.
+/// The prefix of the author's column names in a statement.
 const AUTHOR: &str = "author_";
 
 /// Adds to `query` (over `articles`) the columns that `extras` asks for.
@@ -88,30 +88,54 @@ fn add_extras(query: &mut SelectStatement, backend: sea_orm::DbBackend, extras: 
     }
 }
 
+/// The columns of an article, in the order `article::Entity::find()` selects them.
+const ARTICLE_COLUMNS: usize = 8;
+
 impl ArticleRow {
-    /// The row a statement with [`add_extras`] returned.
-    fn read(row: &QueryResult, extras: ArticleExtras) -> Result<Self, DbErr> {
+    /// The row a statement with [`add_extras`] returned, read by position: the article's
+    /// columns, `skip` more (e.g. the owner of a user's list), then the extras in the order
+    /// [`add_extras`] added them.
+    fn read(row: &QueryResult, extras: ArticleExtras, skip: usize) -> Result<Self, DbErr> {
+        let article = article::Model {
+            id: row.try_get_by_index(0)?,
+            slug: row.try_get_by_index(1)?,
+            title: row.try_get_by_index(2)?,
+            description: row.try_get_by_index(3)?,
+            body: row.try_get_by_index(4)?,
+            author_id: row.try_get_by_index(5)?,
+            created_at: row.try_get_by_index(6)?,
+            updated_at: row.try_get_by_index(7)?,
+        };
+        let mut at = ARTICLE_COLUMNS + skip;
+        let author = match extras.author {
+            Some(author) => Some(users::service::profile_at(row, &mut at, author)?),
+            None => None,
+        };
+        let mut next = || {
+            at += 1;
+            at - 1
+        };
+        let favorites_count = if extras.favorites_count {
+            Some(row.try_get_by_index(next())?)
+        } else {
+            None
+        };
+        let favorited = match extras.favorited_by {
+            Some(_) => Some(row.try_get_by_index(next())?),
+            None => None,
+        };
+        let tags = if extras.tags {
+            let names: Option<String> = row.try_get_by_index(next())?;
+            Some(tags::service::parse_names(names.as_deref()))
+        } else {
+            None
+        };
         Ok(Self {
-            article: article::Model::from_query_result(row, "")?,
-            author: match extras.author {
-                Some(author) => Some(users::service::profile_row(row, AUTHOR, author)?),
-                None => None,
-            },
-            favorites_count: if extras.favorites_count {
-                Some(row.try_get("", "favorites_count")?)
-            } else {
-                None
-            },
-            favorited: match extras.favorited_by {
-                Some(_) => Some(row.try_get("", "favorited")?),
-                None => None,
-            },
-            tags: if extras.tags {
-                let names: Option<String> = row.try_get("", "tag_names")?;
-                Some(tags::service::parse_names(names.as_deref()))
-            } else {
-                None
-            },
+            article,
+            author,
+            favorites_count,
+            favorited,
+            tags,
         })
     }
 }
@@ -372,7 +396,7 @@ pub async fn find_by_slug_with(
     let backend = db.get_database_backend();
     add_extras(&mut query, backend, extras);
     let row = db.query_one(&query).await?;
-    Ok(row.map(|row| ArticleRow::read(&row, extras)).transpose()?)
+    Ok(row.map(|row| ArticleRow::read(&row, extras, 0)).transpose()?)
 }
 
 /// The articles with these ids.
@@ -411,8 +435,8 @@ fn filtered(filter: &ArticleFilter) -> Select<article::Entity> {
 }
 
 /// The cursor of an article in a newest-first list.
-pub fn cursor_of(article: &article::Model) -> String {
-    Keyset::new(article.created_at, article.id).encode()
+pub fn cursor_of(article: &article::Model) -> Cursor {
+    Cursor::Keyset(Keyset::new(article.created_at, article.id))
 }
 
 /// One page of the articles that match `filter`, newest first, with `extras`, in one statement.
@@ -436,7 +460,7 @@ pub async fn list(
         .query_all(&query)
         .await?
         .iter()
-        .map(|row| ArticleRow::read(row, extras))
+        .map(|row| ArticleRow::read(row, extras, 0))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(
         rows,
@@ -501,7 +525,7 @@ pub async fn user_pages(
         let owner: i64 = row.try_get("", OWNER)?;
         rows.entry(owner)
             .or_default()
-            .push(ArticleRow::read(&row, extras)?);
+            .push(ArticleRow::read(&row, extras, 1)?);
     }
     Ok(pagination::pages_by_parent(rows, args, |row| {
         cursor_of(&row.article)

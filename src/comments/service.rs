@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use entity::comment;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    FromQueryResult, QueryFilter, QueryTrait, Set,
+    QueryFilter, QueryTrait, Set,
 };
 
 use crate::articles;
 use crate::db;
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::pagination::{self, Direction, Keyset, Page, PageArgs};
+use crate::pagination::{self, Cursor, Direction, Keyset, Page, PageArgs};
 use crate::users;
 use crate::users::service::{ProfileExtras, ProfileRow};
 use crate::validate;
@@ -74,8 +74,8 @@ pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Ve
 }
 
 /// The cursor of a comment in an oldest-first list.
-pub fn cursor_of(comment: &comment::Model) -> String {
-    Keyset::new(comment.created_at, comment.id).encode()
+pub fn cursor_of(comment: &comment::Model) -> Cursor {
+    Cursor::Keyset(Keyset::new(comment.created_at, comment.id))
 }
 
 /// What to fetch with each comment, in the statement that fetches the comments.
@@ -133,9 +133,17 @@ pub async fn pages_by_article(
     );
     let mut rows: HashMap<i64, Vec<CommentRow>> = HashMap::new();
     for row in db.query_all(&statement).await? {
-        let comment = comment::Model::from_query_result(&row, "")?;
+        // By position: the comment's columns in the entity's order, then the author's.
+        let comment = comment::Model {
+            id: row.try_get_by_index(0)?,
+            body: row.try_get_by_index(1)?,
+            article_id: row.try_get_by_index(2)?,
+            author_id: row.try_get_by_index(3)?,
+            created_at: row.try_get_by_index(4)?,
+            updated_at: row.try_get_by_index(5)?,
+        };
         let author = match extras.author {
-            Some(author) => Some(users::service::profile_row(&row, AUTHOR, author)?),
+            Some(author) => Some(users::service::profile_at(&row, &mut 6, author)?),
             None => None,
         };
         rows.entry(comment.article_id)

@@ -25,8 +25,8 @@ impl PageInfo {
         Self {
             has_next_page: page.has_next_page,
             has_previous_page: page.has_previous_page,
-            start_cursor: page.items.first().map(|(cursor, _)| cursor.clone()),
-            end_cursor: page.items.last().map(|(cursor, _)| cursor.clone()),
+            start_cursor: page.items.first().map(|(cursor, _)| cursor.encode()),
+            end_cursor: page.items.last().map(|(cursor, _)| cursor.encode()),
         }
     }
 }
@@ -68,13 +68,23 @@ pub fn record_list<'a, T: CacheTagged + 'a>(
 macro_rules! connection_types {
     ($connection:ident, $edge:ident, $node:ty, $count:ty) => {
         #[doc = "An item of a connection with its cursor."]
-        #[derive(async_graphql::SimpleObject)]
-        #[graphql(cache_control(max_age = 60))]
         pub struct $edge {
+            cursor: $crate::pagination::Cursor,
+            node: $node,
+        }
+
+        #[doc = "An item of a connection with its cursor."]
+        #[async_graphql::Object(cache_control(max_age = 60))]
+        impl $edge {
             /// A cursor for use in pagination: pass it as `after` to get the items that follow this one.
-            pub cursor: String,
+            async fn cursor(&self) -> String {
+                self.cursor.encode()
+            }
+
             /// The item.
-            pub node: $node,
+            async fn node(&self) -> &$node {
+                &self.node
+            }
         }
 
         #[doc = "A page of a list, with Relay-style edges, the nodes alone, page info and the total count."]

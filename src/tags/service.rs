@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::error::{AppError, AppResult, FieldErrors};
-use crate::pagination::{Page, PageArgs, decode_cursor, encode_cursor, page_size};
+use crate::pagination::{Cursor, Page, PageArgs, decode_cursor, encode_cursor, page_size};
 use crate::validate;
 
 /// Cleans a list of tag names: trimmed, without duplicates, in the given order.
@@ -234,7 +234,7 @@ pub async fn most_used(
         rows,
         args.first,
         args.after.is_some(),
-        TagCursor::encode,
+        |usage| Cursor::Encoded(TagCursor::encode(usage)),
     ))
 }
 
