@@ -33,7 +33,11 @@ use crate::error::AppError;
 use crate::gateway::limits::Limits;
 use crate::gateway::persisted::PersistedQueries;
 use crate::gateway::schema_info::SchemaInfo;
-use crate::gateway::{Budget, Gateway};
+use crate::gateway::{Budget, DocumentCache, Gateway};
+
+/// Bytes of parsed and validated documents kept, so that documents sent again (as clients do)
+/// are not parsed and validated again.
+const DOCUMENT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
 use crate::schema::{self, Backstop, SharedData};
@@ -183,6 +187,7 @@ impl App {
             db: db.clone(),
             introspection: config.server.introspection,
             limits,
+            documents: DocumentCache::new(DOCUMENT_CACHE_BYTES),
         };
         let listener = TcpListener::bind(config.server.listen).await?;
         let metrics_listener = match config.server.metrics_listen {

@@ -71,14 +71,17 @@ pub fn builder(
         .limit_directives(backstop.max_directives)
 }
 
-/// The schema with its shared data.
+/// The schema operations run on. It validates in async-graphql's fast mode: the gateway has had
+/// every document validated in full by [`validator`] before it runs.
 pub fn build(shared: SharedData, backstop: Backstop) -> AppSchema {
-    builder(shared, backstop).finish()
+    builder(shared, backstop)
+        .validation_mode(async_graphql::ValidationMode::Fast)
+        .finish()
 }
 
-/// The same schema, which only validates: its executions stop after validation and answer no
-/// data, or the validation errors. The gateway runs a document through it when it will execute
-/// a rewritten form of it, so that the document the client sent is the one validated.
+/// The same schema, which only validates, in full: its executions stop after validation and
+/// answer no data, or the validation errors. The gateway runs every document the client sent
+/// through it once (per variables), before the document or its rewritten form runs.
 pub fn validator(shared: SharedData, backstop: Backstop) -> AppSchema {
     builder(shared, backstop)
         .extension(StopBeforeExecution)

@@ -39,7 +39,7 @@ pub use self::exchange::{
     Answer, Caller, Exchange, Operation, OperationState, Prepared, RawOperation, Settled, Transport,
 };
 pub use self::execute::Outcome;
-pub use self::prepare::Rejection;
+pub use self::prepare::{DocumentCache, Rejection};
 
 use crate::auth::{Revocations, Tokens};
 use crate::cache::ResponseCache;
@@ -77,4 +77,6 @@ pub struct Gateway {
     pub db: DatabaseConnection,
     /// Whether introspection is allowed.
     pub introspection: bool,
+    /// Documents already parsed, checked and validated.
+    pub documents: DocumentCache,
 }

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Variables};
+use moka::sync::Cache;
 
 use super::limits::{self, LimitError};
 use super::merge::{self, MergeError};
@@ -13,6 +14,50 @@ use super::plan::{self, Planner};
 use super::{Gateway, Operation, OperationState, Prepared, RawOperation, Transport, cost};
 use crate::cache::CacheKey;
 use crate::error::{code, request_error};
+
+/// The longest variables (as JSON) whose validation is remembered.
+const MAX_REMEMBERED_VARIABLES: usize = 1024;
+
+/// A document parsed and checked for one operation name.
+pub struct CheckedDocument {
+    key: String,
+    document: Arc<ExecutableDocument>,
+    operation_type: OperationType,
+}
+
+/// Documents already parsed and checked, and (document, variables) pairs already validated: the
+/// work a document sent again (as clients do) is spared. Both bounded in bytes.
+pub struct DocumentCache {
+    checked: Cache<String, Arc<CheckedDocument>>,
+    validated: Cache<String, ()>,
+}
+
+impl DocumentCache {
+    /// Caches holding about `max_bytes` of documents in all.
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            // A parsed document takes several times its text; count it ten times.
+            checked: Cache::builder()
+                .max_capacity(max_bytes / 2)
+                .weigher(|key: &String, _: &Arc<CheckedDocument>| {
+                    u32::try_from(key.len().saturating_mul(10)).unwrap_or(u32::MAX)
+                })
+                .build(),
+            validated: Cache::builder()
+                .max_capacity(max_bytes / 2)
+                .weigher(|key: &String, _: &()| u32::try_from(key.len()).unwrap_or(u32::MAX))
+                .build(),
+        }
+    }
+}
+
+fn unknown_operation(operation_name: Option<&str>) -> Operation {
+    let message = match operation_name {
+        Some(name) => format!("Unknown operation named \"{name}\""),
+        None => "Operation name required in request.".to_owned(),
+    };
+    Operation::refused(request_error(message, code::GRAPHQL_VALIDATION_FAILED), 0)
+}
 
 /// A request the transport must refuse as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -57,37 +102,98 @@ impl Gateway {
             Ok(resolved) => resolved,
             Err(err) => return Ok(Operation::refused(persisted_error(&err), 0)),
         };
-        if let Err(err) = limits::scan_document(&resolved.query, &self.limits) {
-            return Ok(err.into());
-        }
-        let document = match async_graphql::parser::parse_query(&resolved.query) {
-            Ok(document) => document,
-            Err(err) => {
-                let mut error = ServerError::from(err);
-                error.extensions = request_error("", code::GRAPHQL_PARSE_FAILED).extensions;
-                return Ok(Operation::refused(error, 0));
-            }
-        };
         let operation_name = raw.operation_name;
-        let Some((_, operation)) = plan::select_operation(&document, operation_name.as_deref())
-        else {
-            let message = match &operation_name {
-                Some(name) => format!("Unknown operation named \"{name}\""),
-                None => "Operation name required in request.".to_owned(),
-            };
-            return Ok(Operation::refused(
-                request_error(message, code::GRAPHQL_VALIDATION_FAILED),
-                0,
-            ));
+        let checked = match self.checked(&resolved.query, operation_name.as_deref()) {
+            Ok(checked) => checked,
+            Err(refused) => return Ok(*refused),
         };
-        let operation_type = operation.node.ty;
-        if operation_type == OperationType::Mutation && !transport.mutations {
+        if checked.operation_type == OperationType::Mutation && !transport.mutations {
             return Err(Rejection::MutationNotAllowed);
         }
-        let selection_set = &operation.node.selection_set.node;
-        if let Err(err) = limits::check_document(&document, selection_set, &self.limits) {
-            return Ok(err.into());
+        let document = &checked.document;
+        let Some((_, operation)) = plan::select_operation(document, operation_name.as_deref())
+        else {
+            return Ok(unknown_operation(operation_name.as_deref()));
+        };
+        let variables_json = serde_json::Value::Object(raw.variables);
+        let variables = plan::coerce_variables(
+            &operation.node,
+            Variables::from_json(variables_json.clone()),
+        );
+        let planned = match self.plan_and_price(document, &variables, operation_name.as_deref()) {
+            Ok(planned) => planned,
+            Err(operation) => return Ok(*operation),
+        };
+        // The document as sent is validated (once for this document and these variables); the
+        // executing schema then skips what this validation already did.
+        let variables_text = variables_json.to_string();
+        // Only small variable sets are remembered: large ones (a body being written) rarely
+        // repeat, and would only fill the cache.
+        let validated = (checked.operation_type == OperationType::Query
+            && variables_text.len() <= MAX_REMEMBERED_VARIABLES)
+            .then(|| format!("{}\u{0}{variables_text}", checked.key));
+        if !validated
+            .as_ref()
+            .is_some_and(|key| self.documents.validated.contains_key(key))
+        {
+            let errors = self
+                .validate(document.as_ref().clone(), &variables, operation_name.as_deref())
+                .await;
+            if !errors.is_empty() {
+                return Ok(Operation {
+                    requested: 0,
+                    state: OperationState::Refused(errors),
+                });
+            }
+            if let Some(key) = validated {
+                self.documents.validated.insert(key, ());
+            }
         }
+        let document = match planned.rewritten {
+            Some(rewritten) => Arc::new(rewritten),
+            None => Arc::clone(document),
+        };
+        let register = resolved.register.map(|hash| (hash, resolved.query));
+        Ok(Operation {
+            requested: planned.requested,
+            state: OperationState::Ready(Box::new(Prepared {
+                document,
+                operation_name,
+                variables,
+                operation_type: checked.operation_type,
+                deprecated: planned.deprecated,
+                cache_key: planned.cache_key,
+                hint: planned.hint,
+                register,
+            })),
+        })
+    }
+
+    /// The document `query` parsed and checked for `operation_name` (scan, parse, document
+    /// limits, *FieldsInSetCanMerge*): none of it depends on the variables, so a document sent
+    /// again is not parsed or checked again.
+    fn checked(
+        &self,
+        query: &str,
+        operation_name: Option<&str>,
+    ) -> Result<Arc<CheckedDocument>, Box<Operation>> {
+        let key = format!("{}\u{0}{query}", operation_name.unwrap_or_default());
+        if let Some(checked) = self.documents.checked.get(&key) {
+            return Ok(checked);
+        }
+        limits::scan_document(query, &self.limits).map_err(|err| Box::new(err.into()))?;
+        let document = async_graphql::parser::parse_query(query).map_err(|err| {
+            let mut error = ServerError::from(err);
+            error.extensions = request_error("", code::GRAPHQL_PARSE_FAILED).extensions;
+            Box::new(Operation::refused(error, 0))
+        })?;
+        let Some((_, operation)) = plan::select_operation(&document, operation_name) else {
+            return Err(Box::new(unknown_operation(operation_name)));
+        };
+        let operation_type = operation.node.ty;
+        let selection_set = &operation.node.selection_set.node;
+        limits::check_document(&document, selection_set, &self.limits)
+            .map_err(|err| Box::new(err.into()))?;
         let root = match operation_type {
             OperationType::Query => &self.schema_info.query,
             OperationType::Mutation => &self.schema_info.mutation,
@@ -98,57 +204,27 @@ impl Gateway {
             Err(MergeError::Conflict(conflict)) => {
                 let mut error = request_error(conflict.message, code::GRAPHQL_VALIDATION_FAILED);
                 error.locations = conflict.positions;
-                return Ok(Operation::refused(error, 0));
+                return Err(Box::new(Operation::refused(error, 0)));
             }
             Err(MergeError::TooComplex) => {
-                return Ok(LimitError::too_complex(
-                    "fields",
-                    "The work to check the document",
-                    self.limits.max_fields as u64,
-                    self.limits.max_fields as u64 + 1,
-                )
-                .into());
+                return Err(Box::new(
+                    LimitError::too_complex(
+                        "fields",
+                        "The work to check the document",
+                        self.limits.max_fields as u64,
+                        self.limits.max_fields as u64 + 1,
+                    )
+                    .into(),
+                ));
             }
         }
-        let variables = plan::coerce_variables(
-            &operation.node,
-            Variables::from_json(serde_json::Value::Object(raw.variables)),
-        );
-
-        let planned = match self.plan_and_price(&document, &variables, operation_name.as_deref()) {
-            Ok(planned) => planned,
-            Err(operation) => return Ok(*operation),
-        };
-        let document = match planned.rewritten {
-            Some(rewritten) => {
-                // The rewritten document runs; the one the client sent is the one validated.
-                let errors = self
-                    .validate(document, &variables, operation_name.as_deref())
-                    .await;
-                if !errors.is_empty() {
-                    return Ok(Operation {
-                        requested: 0,
-                        state: OperationState::Refused(errors),
-                    });
-                }
-                rewritten
-            }
-            None => document,
-        };
-        let register = resolved.register.map(|hash| (hash, resolved.query));
-        Ok(Operation {
-            requested: planned.requested,
-            state: OperationState::Ready(Box::new(Prepared {
-                document: Arc::new(document),
-                operation_name,
-                variables,
-                operation_type,
-                deprecated: planned.deprecated,
-                cache_key: planned.cache_key,
-                hint: planned.hint,
-                register,
-            })),
-        })
+        let checked = Arc::new(CheckedDocument {
+            key: key.clone(),
+            document: Arc::new(document),
+            operation_type,
+        });
+        self.documents.checked.insert(key, Arc::clone(&checked));
+        Ok(checked)
     }
 
     /// Plans the operation, prices it and checks the limits on what will run.

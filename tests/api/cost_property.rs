@@ -273,6 +273,7 @@ async fn the_requested_cost_covers_everything_that_executes() {
         revocations: shared.revocations.clone(),
         db,
         introspection: true,
+        documents: conduit::gateway::DocumentCache::new(1024 * 1024),
     };
     let transport = Transport {
         mutations: false,
