@@ -29,6 +29,8 @@ pub struct ArticleExtras {
     pub favorited_by: Option<i64>,
     /// Its tag names.
     pub tags: bool,
+    /// Leave the body out (an empty string): nothing reads it.
+    pub without_body: bool,
 }
 
 /// An article fetched with what [`ArticleExtras`] asked for.
@@ -88,8 +90,29 @@ fn add_extras(query: &mut SelectStatement, backend: sea_orm::DbBackend, extras: 
     }
 }
 
-/// The columns of an article, in the order `article::Entity::find()` selects them.
+/// The columns of an article, in the order of its model.
 const ARTICLE_COLUMNS: usize = 8;
+
+/// `articles` with the columns of its model in their order, the body left out (as an empty
+/// string) when `without_body`: a page that does not show bodies does not carry them.
+fn articles(without_body: bool) -> Select<article::Entity> {
+    let select = article::Entity::find().select_only().columns([
+        article::Column::Id,
+        article::Column::Slug,
+        article::Column::Title,
+        article::Column::Description,
+    ]);
+    let select = if without_body {
+        select.expr_as(Expr::val(""), "body")
+    } else {
+        select.column(article::Column::Body)
+    };
+    select.columns([
+        article::Column::AuthorId,
+        article::Column::CreatedAt,
+        article::Column::UpdatedAt,
+    ])
+}
 
 impl ArticleRow {
     /// The row a statement with [`add_extras`] returned, read by position: the article's
@@ -390,7 +413,7 @@ pub async fn find_by_slug_with(
     slug: &str,
     extras: ArticleExtras,
 ) -> AppResult<Option<ArticleRow>> {
-    let mut query = article::Entity::find()
+    let mut query = articles(extras.without_body)
         .filter(article::Column::Slug.eq(slug))
         .into_query();
     let backend = db.get_database_backend();
@@ -407,8 +430,8 @@ pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Ve
         .await?)
 }
 
-fn filtered(filter: &ArticleFilter) -> Select<article::Entity> {
-    let mut select = article::Entity::find();
+fn filtered(filter: &ArticleFilter, without_body: bool) -> Select<article::Entity> {
+    let mut select = articles(without_body);
     if let Some(tag) = &filter.tag {
         select = select.filter(tags::service::is_tagged(
             (article::Entity, article::Column::Id),
@@ -447,7 +470,7 @@ pub async fn list(
     extras: ArticleExtras,
 ) -> AppResult<Page<ArticleRow>> {
     let mut query = pagination::keyset_page(
-        filtered(filter),
+        filtered(filter, extras.without_body),
         article::Column::CreatedAt,
         article::Column::Id,
         args,
@@ -472,7 +495,7 @@ pub async fn list(
 
 /// How many articles match `filter`.
 pub async fn count(db: &impl ConnectionTrait, filter: &ArticleFilter) -> AppResult<i64> {
-    Ok(filtered(filter).count(db).await? as i64)
+    Ok(filtered(filter, true).count(db).await? as i64)
 }
 
 /// The name of the column that holds the owning user in [`user_pages`].
@@ -488,13 +511,13 @@ pub async fn user_pages(
 ) -> AppResult<HashMap<i64, Page<ArticleRow>>> {
     let (mut select, partition) = match list {
         UserList::Written => (
-            article::Entity::find()
+            articles(extras.without_body)
                 .column_as(article::Column::AuthorId, OWNER)
                 .filter(article::Column::AuthorId.is_in(user_ids.iter().copied())),
             (article::Entity, article::Column::AuthorId).into_column_ref(),
         ),
         UserList::Favorited => (
-            article::Entity::find()
+            articles(extras.without_body)
                 .column_as(favorite::Column::UserId, OWNER)
                 .join(JoinType::InnerJoin, favorite::Relation::Article.def().rev())
                 .filter(favorite::Column::UserId.is_in(user_ids.iter().copied())),

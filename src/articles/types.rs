@@ -192,6 +192,7 @@ pub fn article_extras(ctx: &Context<'_>, articles: &[Lookahead<'_>]) -> ArticleE
             .user_id()
             .filter(|_| selects(articles, "favorited")),
         tags: selects(articles, "tags") || selects(articles, "tagList"),
+        without_body: !selects(articles, "body"),
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use entity::comment;
+use entity::{article, comment};
+use sea_orm::sea_query::{Expr, JoinType, Order, Query};
+use sea_orm::{DbBackend, ExprTrait, QueryOrder, QuerySelect};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
     QueryFilter, QueryTrait, Set,
@@ -94,8 +96,21 @@ pub struct CommentRow {
     pub author: Option<ProfileRow>,
 }
 
-/// The prefix of the author's columns in a row.
+/// The prefix of the author's column names in a statement.
 const AUTHOR: &str = "author_";
+
+/// The alias of the articles whose comments a statement pages.
+const PARENT: &str = "parent";
+
+/// The columns of a comment, in the order of its model.
+const COMMENT_COLUMNS: [comment::Column; 6] = [
+    comment::Column::Id,
+    comment::Column::Body,
+    comment::Column::ArticleId,
+    comment::Column::AuthorId,
+    comment::Column::CreatedAt,
+    comment::Column::UpdatedAt,
+];
 
 /// One page of comments, oldest first, for each of `article_ids`, with `extras`, in one statement.
 pub async fn pages_by_article(
@@ -104,33 +119,83 @@ pub async fn pages_by_article(
     args: &PageArgs,
     extras: CommentExtras,
 ) -> AppResult<HashMap<i64, Page<CommentRow>>> {
-    let mut select = comment::Entity::find()
-        .filter(comment::Column::ArticleId.is_in(article_ids.iter().copied()));
-    if let Some(after) = &args.after {
-        select = select.filter(pagination::after_condition(
-            comment::Column::CreatedAt,
-            comment::Column::Id,
-            after,
-            Direction::OldestFirst,
-        ));
-    }
-    let mut inner = select.into_query();
-    if let Some(author) = extras.author {
-        users::service::join_profile(
-            &mut inner,
-            (comment::Entity, comment::Column::AuthorId),
-            AUTHOR,
-            author,
-        );
-    }
-    let statement = pagination::first_rows_per_partition(
-        inner,
-        (comment::Entity, comment::Column::ArticleId),
-        (comment::Entity, comment::Column::CreatedAt),
-        (comment::Entity, comment::Column::Id),
-        Direction::OldestFirst,
-        args.first + 1,
-    );
+    let statement = match db.get_database_backend() {
+        // PostgreSQL: for each article, its first rows by the (article, time, id) index, then
+        // their authors by primary key (LATERAL).
+        DbBackend::Postgres => {
+            let mut page = comment::Entity::find()
+                .filter(
+                    Expr::col((comment::Entity, comment::Column::ArticleId))
+                        .equals((PARENT, article::Column::Id)),
+                )
+                .order_by_asc(comment::Column::CreatedAt)
+                .order_by_asc(comment::Column::Id)
+                .limit(args.first + 1);
+            if let Some(after) = &args.after {
+                page = page.filter(pagination::after_condition(
+                    comment::Column::CreatedAt,
+                    comment::Column::Id,
+                    after,
+                    Direction::OldestFirst,
+                ));
+            }
+            let mut query = Query::select();
+            query
+                .columns(COMMENT_COLUMNS.map(|column| (comment::Entity, column)))
+                .from_as(article::Entity, PARENT)
+                .join_lateral(
+                    JoinType::InnerJoin,
+                    page.into_query(),
+                    comment::Entity,
+                    Expr::val(true),
+                )
+                .and_where(
+                    Expr::col((PARENT, article::Column::Id)).is_in(article_ids.iter().copied()),
+                );
+            if let Some(author) = extras.author {
+                users::service::join_profile(
+                    &mut query,
+                    (comment::Entity, comment::Column::AuthorId),
+                    AUTHOR,
+                    author,
+                );
+            }
+            query
+                .order_by((comment::Entity, comment::Column::CreatedAt), Order::Asc)
+                .order_by((comment::Entity, comment::Column::Id), Order::Asc);
+            query
+        }
+        // SQLite has no LATERAL: number the rows of each article (a window) and keep the first.
+        _ => {
+            let mut select = comment::Entity::find()
+                .filter(comment::Column::ArticleId.is_in(article_ids.iter().copied()));
+            if let Some(after) = &args.after {
+                select = select.filter(pagination::after_condition(
+                    comment::Column::CreatedAt,
+                    comment::Column::Id,
+                    after,
+                    Direction::OldestFirst,
+                ));
+            }
+            let mut inner = select.into_query();
+            if let Some(author) = extras.author {
+                users::service::join_profile(
+                    &mut inner,
+                    (comment::Entity, comment::Column::AuthorId),
+                    AUTHOR,
+                    author,
+                );
+            }
+            pagination::first_rows_per_partition(
+                inner,
+                (comment::Entity, comment::Column::ArticleId),
+                (comment::Entity, comment::Column::CreatedAt),
+                (comment::Entity, comment::Column::Id),
+                Direction::OldestFirst,
+                args.first + 1,
+            )
+        }
+    };
     let mut rows: HashMap<i64, Vec<CommentRow>> = HashMap::new();
     for row in db.query_all(&statement).await? {
         // By position: the comment's columns in the entity's order, then the author's.
