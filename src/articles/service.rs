@@ -6,8 +6,8 @@ use entity::{article, favorite};
 use sea_orm::sea_query::{Alias, Asterisk, Expr, IntoColumnRef, Query, SelectStatement};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    ExprTrait, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect,
-    QueryTrait, RelationTrait, Select, Set,
+    ExprTrait, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait,
+    RelationTrait, Select, Set,
 };
 
 use super::slug;
@@ -419,7 +419,9 @@ pub async fn find_by_slug_with(
     let backend = db.get_database_backend();
     add_extras(&mut query, backend, extras);
     let row = db.query_one(&query).await?;
-    Ok(row.map(|row| ArticleRow::read(&row, extras, 0)).transpose()?)
+    Ok(row
+        .map(|row| ArticleRow::read(&row, extras, 0))
+        .transpose()?)
 }
 
 /// The articles with these ids.

@@ -11,7 +11,7 @@ use moka::Expiry;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use super::store::{CacheStore, StoreError};
+use super::store::{CacheStore, Hit, StoreError};
 use super::{ALL, CachedResponse};
 
 /// One stored response with what it depends on.
@@ -91,11 +91,11 @@ impl CacheStore for MemoryStore {
         Box::pin(async move { Ok(generation) })
     }
 
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<CachedResponse>>, StoreError>> {
-        let found = self.entries.get(key).map(|entry| entry.response);
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Hit>, StoreError>> {
+        let found = self.entries.get(key).map(|entry| Hit {
+            response: entry.response,
+            ttl: None,
+        });
         Box::pin(async move { Ok(found) })
     }
 

@@ -268,9 +268,36 @@ impl CacheKey {
     }
 }
 
+/// A copy of a shared store's entry, valid while the global generation has not moved.
+#[derive(Clone)]
+struct LocalCopy {
+    response: Arc<CachedResponse>,
+    generation: u64,
+    ttl: Duration,
+}
+
+struct CopyTtl;
+
+impl moka::Expiry<String, LocalCopy> for CopyTtl {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        copy: &LocalCopy,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(copy.ttl)
+    }
+}
+
+/// Bytes of copies of a shared store's entries kept in this process.
+const LOCAL_COPIES_BYTES: u64 = 32 * 1024 * 1024;
+
 /// The response cache in front of a store.
 pub struct ResponseCache {
     store: Arc<dyn CacheStore>,
+    /// Copies of a shared store's entries: a hit checks the global generation (one small read)
+    /// instead of every tag of the entry, and serves the copy while nothing was written.
+    local: Option<moka::sync::Cache<String, LocalCopy>>,
     redis: Option<RedisClient>,
     max_ttl: Duration,
     flights: Mutex<HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>,
@@ -283,8 +310,18 @@ pub struct ResponseCache {
 impl ResponseCache {
     /// A cache over `store`; `redis` is the client behind it, when it is Redis.
     pub fn new(store: Arc<dyn CacheStore>, redis: Option<RedisClient>, max_ttl: Duration) -> Self {
+        let local = store.shared().then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(LOCAL_COPIES_BYTES)
+                .weigher(|key: &String, copy: &LocalCopy| {
+                    u32::try_from(key.len() + copy.response.data.len() + 64).unwrap_or(u32::MAX)
+                })
+                .expire_after(CopyTtl)
+                .build()
+        });
         Self {
             store,
+            local,
             redis,
             max_ttl,
             flights: Mutex::new(HashMap::new()),
@@ -324,22 +361,52 @@ impl ResponseCache {
         if !self.ready().await {
             return Err(());
         }
-        if let Some(stored) = self.get(&key.public()).await? {
+        // With copies, one read of the generation tells whether they are still valid.
+        let generation = match &self.local {
+            Some(_) => Some(self.store.generation().await.map_err(|err| {
+                tracing::debug!(error = %err, "response cache unavailable");
+            })?),
+            None => None,
+        };
+        if let Some(stored) = self.get(&key.public(), generation).await? {
             // A private response stored there was computed for an anonymous viewer.
             if stored.policy.public || viewer.is_none() {
                 return Ok(Some(stored));
             }
         }
         match viewer {
-            Some(user_id) => self.get(&key.of_user(user_id)).await,
+            Some(user_id) => self.get(&key.of_user(user_id), generation).await,
             None => Ok(None),
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Arc<CachedResponse>>, ()> {
-        self.store.get(key).await.map_err(|err| {
+    async fn get(
+        &self,
+        key: &str,
+        generation: Option<u64>,
+    ) -> Result<Option<Arc<CachedResponse>>, ()> {
+        if let (Some(local), Some(generation)) = (&self.local, generation)
+            && let Some(copy) = local.get(key)
+            && copy.generation == generation
+        {
+            return Ok(Some(copy.response));
+        }
+        let hit = self.store.get(key).await.map_err(|err| {
             tracing::debug!(error = %err, "response cache unavailable");
-        })
+        })?;
+        Ok(hit.map(|hit| {
+            if let (Some(local), Some(generation), Some(ttl)) = (&self.local, generation, hit.ttl) {
+                local.insert(
+                    key.to_owned(),
+                    LocalCopy {
+                        response: Arc::clone(&hit.response),
+                        generation,
+                        ttl,
+                    },
+                );
+            }
+            hit.response
+        }))
     }
 
     /// The generation to pass to [`Self::store`]; read before executing.
@@ -362,12 +429,25 @@ impl ResponseCache {
             _ => key.public(),
         };
         let ttl = Duration::from_secs(u64::from(response.policy.max_age)).min(self.max_ttl);
-        if let Err(err) = self
+        match self
             .store
-            .put(&scoped, generation, ttl, &tags, response)
+            .put(&scoped, generation, ttl, &tags, Arc::clone(&response))
             .await
         {
-            tracing::debug!(error = %err, "response not cached");
+            Ok(true) => {
+                if let Some(local) = &self.local {
+                    local.insert(
+                        scoped,
+                        LocalCopy {
+                            response,
+                            generation,
+                            ttl,
+                        },
+                    );
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::debug!(error = %err, "response not cached"),
         }
     }
 

@@ -10,13 +10,15 @@ use futures::future::BoxFuture;
 use redis::Script;
 
 use super::CachedResponse;
-use super::store::{CacheStore, StoreError};
+use super::store::{CacheStore, Hit, StoreError};
 use crate::redis_client::RedisClient;
 
 /// How long a tag's version outlives its last change (far beyond any entry's life).
 const TAG_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
-/// Entry layout: `versions\ntags\npayload`, tags separated by tabs, versions by commas.
+/// Entry layout: `versions\ntags\npayload`, tags separated by tabs, versions by commas. The
+/// script answers the payload and the entry's remaining life (ms) while every tag still has the
+/// version recorded (one `MGET` for them all), nothing otherwise.
 static GET: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -24,17 +26,21 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local first = string.find(raw, '\n', 1, true)
 local second = string.find(raw, '\n', first + 1, true)
-local versions = string.sub(raw, 1, first - 1)
-local tags = string.sub(raw, first + 1, second - 1)
-local index = 1
 local expected = {}
-for version in string.gmatch(versions, '[^,]+') do expected[#expected + 1] = version end
-for tag in string.gmatch(tags, '[^\t]+') do
-  local current = redis.call('GET', ARGV[1] .. tag) or '0'
-  if current ~= expected[index] then return false end
-  index = index + 1
+for version in string.gmatch(string.sub(raw, 1, first - 1), '[^,]+') do
+  expected[#expected + 1] = version
 end
-return string.sub(raw, second + 1)
+local keys = {}
+for tag in string.gmatch(string.sub(raw, first + 1, second - 1), '[^\t]+') do
+  keys[#keys + 1] = ARGV[1] .. tag
+end
+if #keys > 0 then
+  local current = redis.call('MGET', unpack(keys))
+  for index = 1, #keys do
+    if (current[index] or '0') ~= expected[index] then return false end
+  end
+end
+return {string.sub(raw, second + 1), redis.call('PTTL', KEYS[1])}
 ",
     )
 });
@@ -107,13 +113,10 @@ impl CacheStore for RedisStore {
         })
     }
 
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<CachedResponse>>, StoreError>> {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Hit>, StoreError>> {
         Box::pin(async move {
             let (entry, prefix) = (self.entry_key(key), self.tag_prefix());
-            let payload: Option<Vec<u8>> = self
+            let found: Option<(Vec<u8>, i64)> = self
                 .redis
                 .run(|mut connection| async move {
                     GET.key(entry)
@@ -122,10 +125,18 @@ impl CacheStore for RedisStore {
                         .await
                 })
                 .await?;
-            Ok(payload
-                .and_then(|payload| CachedResponse::decode(Bytes::from(payload)))
-                .map(Arc::new))
+            Ok(found.and_then(|(payload, millis)| {
+                let response = CachedResponse::decode(Bytes::from(payload))?;
+                Some(Hit {
+                    response: Arc::new(response),
+                    ttl: u64::try_from(millis).ok().map(Duration::from_millis),
+                })
+            }))
         })
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 
     fn put<'a>(

@@ -21,16 +21,28 @@ pub enum StoreError {
     Redis(#[from] RedisError),
 }
 
+/// A stored response found, with the life it has left when the store knows it.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The response.
+    pub response: Arc<CachedResponse>,
+    /// How long it stays stored.
+    pub ttl: Option<Duration>,
+}
+
 /// A response cache store.
 pub trait CacheStore: Send + Sync {
+    /// Whether other instances share it (then each instance keeps a copy of what it reads, valid
+    /// while the global generation has not moved).
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// The current global generation.
     fn generation(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// The response under `key`, when it has not expired and none of its tags changed since.
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Arc<CachedResponse>>, StoreError>>;
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Hit>, StoreError>>;
 
     /// Stores `response` under `key` for `ttl`, depending on `tags`, unless the generation moved
     /// past `generation` (a write happened meanwhile); whether it was stored.

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use entity::{article, comment};
 use sea_orm::sea_query::{Expr, JoinType, Order, Query};
-use sea_orm::{DbBackend, ExprTrait, QueryOrder, QuerySelect};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryTrait, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryTrait, Set,
 };
+use sea_orm::{DbBackend, ExprTrait, QueryOrder, QuerySelect};
 
 use crate::articles;
 use crate::db;

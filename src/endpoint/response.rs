@@ -2,8 +2,10 @@
 //! headers, and the JSON errors of requests that never reach GraphQL.
 
 use async_graphql::Value;
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use crate::cache::etag_of;
 use crate::error::code;
@@ -130,7 +132,15 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (status, body(&settled)).into_response()
+        let chunks = body(&settled);
+        let length: usize = chunks.iter().map(Bytes::len).sum();
+        let stream =
+            futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+        let mut response = (status, Body::from_stream(stream)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        response
     };
     let headers = response.headers_mut();
     headers.insert(
@@ -190,55 +200,49 @@ fn is_request_error(answer: &Answer) -> bool {
         && answer.errors.iter().all(|error| error.path.is_empty())
 }
 
-/// The body: one result object, or a list of them for a batch. The data is written as the bytes
-/// it was serialized to (or stored as), in the order the operation selected its fields.
-fn body(settled: &Settled) -> Vec<u8> {
-    let size: usize = settled
-        .answers
-        .iter()
-        .map(|answer| answer.data.as_ref().map_or(0, |data| data.len()) + 256)
-        .sum();
-    let mut body = Vec::with_capacity(size);
+/// The body: one result object, or a list of them for a batch, as chunks: the data goes out as
+/// the bytes it was serialized to (or stored as), shared, not copied; the small parts around it
+/// are written here.
+fn body(settled: &Settled) -> Vec<Bytes> {
+    let mut chunks = Vec::with_capacity(settled.answers.len() * 2 + 1);
+    let mut text: Vec<u8> = Vec::with_capacity(256);
     if settled.batch {
-        body.push(b'[');
+        text.push(b'[');
     }
     for (index, answer) in settled.answers.iter().enumerate() {
         if index > 0 {
-            body.push(b',');
+            text.push(b',');
         }
-        write_answer(&mut body, answer);
+        text.push(b'{');
+        let mut first = true;
+        if let Some(data) = &answer.data {
+            text.extend_from_slice(b"\"data\":");
+            chunks.push(Bytes::from(std::mem::take(&mut text)));
+            chunks.push(data.clone());
+            first = false;
+        }
+        if !answer.errors.is_empty() {
+            if !first {
+                text.push(b',');
+            }
+            text.extend_from_slice(b"\"errors\":");
+            if serde_json::to_writer(&mut text, &answer.errors).is_err() {
+                text.extend_from_slice(b"[]");
+            }
+            first = false;
+        }
+        if !first {
+            text.push(b',');
+        }
+        text.extend_from_slice(b"\"extensions\":");
+        if serde_json::to_writer(&mut text, &answer.extensions).is_err() {
+            text.extend_from_slice(b"{}");
+        }
+        text.push(b'}');
     }
     if settled.batch {
-        body.push(b']');
+        text.push(b']');
     }
-    body
-}
-
-fn write_answer(body: &mut Vec<u8>, answer: &Answer) {
-    body.push(b'{');
-    let mut first = true;
-    let mut key = |body: &mut Vec<u8>, name: &str| {
-        if !first {
-            body.push(b',');
-        }
-        first = false;
-        body.push(b'"');
-        body.extend_from_slice(name.as_bytes());
-        body.extend_from_slice(b"\":");
-    };
-    if let Some(data) = &answer.data {
-        key(body, "data");
-        body.extend_from_slice(data);
-    }
-    if !answer.errors.is_empty() {
-        key(body, "errors");
-        if serde_json::to_writer(&mut *body, &answer.errors).is_err() {
-            body.extend_from_slice(b"[]");
-        }
-    }
-    key(body, "extensions");
-    if serde_json::to_writer(&mut *body, &answer.extensions).is_err() {
-        body.extend_from_slice(b"{}");
-    }
-    body.push(b'}');
+    chunks.push(Bytes::from(text));
+    chunks
 }

@@ -25,11 +25,12 @@ pub struct CheckedDocument {
     operation_type: OperationType,
 }
 
-/// Documents already parsed and checked, and (document, variables) pairs already validated: the
-/// work a document sent again (as clients do) is spared. Both bounded in bytes.
+/// Documents already parsed and checked, and (document, variables) pairs already planned, priced
+/// and validated: the work a document sent again (as clients do) is spared. Both bounded in
+/// bytes.
 pub struct DocumentCache {
     checked: Cache<String, Arc<CheckedDocument>>,
-    validated: Cache<String, ()>,
+    planned: Cache<String, Arc<Planned>>,
 }
 
 impl DocumentCache {
@@ -43,9 +44,11 @@ impl DocumentCache {
                     u32::try_from(key.len().saturating_mul(10)).unwrap_or(u32::MAX)
                 })
                 .build(),
-            validated: Cache::builder()
+            planned: Cache::builder()
                 .max_capacity(max_bytes / 2)
-                .weigher(|key: &String, _: &()| u32::try_from(key.len()).unwrap_or(u32::MAX))
+                .weigher(|key: &String, _: &Arc<Planned>| {
+                    u32::try_from(key.len().saturating_mul(10)).unwrap_or(u32::MAX)
+                })
                 .build(),
         }
     }
@@ -110,63 +113,77 @@ impl Gateway {
         if checked.operation_type == OperationType::Mutation && !transport.mutations {
             return Err(Rejection::MutationNotAllowed);
         }
-        let document = &checked.document;
-        let Some((_, operation)) = plan::select_operation(document, operation_name.as_deref())
-        else {
-            return Ok(unknown_operation(operation_name.as_deref()));
-        };
         let variables_json = serde_json::Value::Object(raw.variables);
-        let variables = plan::coerce_variables(
-            &operation.node,
-            Variables::from_json(variables_json.clone()),
-        );
-        let planned = match self.plan_and_price(document, &variables, operation_name.as_deref()) {
-            Ok(planned) => planned,
-            Err(operation) => return Ok(*operation),
-        };
-        // The document as sent is validated (once for this document and these variables); the
-        // executing schema then skips what this validation already did.
         let variables_text = variables_json.to_string();
-        // Only small variable sets are remembered: large ones (a body being written) rarely
-        // repeat, and would only fill the cache.
-        let validated = (checked.operation_type == OperationType::Query
+        // What depends on the variables too is remembered for small variable sets (large ones,
+        // a body being written, rarely repeat and would only fill the cache).
+        let remembered = (checked.operation_type == OperationType::Query
             && variables_text.len() <= MAX_REMEMBERED_VARIABLES)
             .then(|| format!("{}\u{0}{variables_text}", checked.key));
-        if !validated
+        let planned = match remembered
             .as_ref()
-            .is_some_and(|key| self.documents.validated.contains_key(key))
+            .and_then(|key| self.documents.planned.get(key))
         {
-            let errors = self
-                .validate(document.as_ref().clone(), &variables, operation_name.as_deref())
-                .await;
-            if !errors.is_empty() {
-                return Ok(Operation {
-                    requested: 0,
-                    state: OperationState::Refused(errors),
-                });
+            Some(planned) => planned,
+            None => {
+                let planned = match self
+                    .plan_validated(&checked, variables_json, operation_name.as_deref())
+                    .await
+                {
+                    Ok(planned) => Arc::new(planned),
+                    Err(refused) => return Ok(*refused),
+                };
+                if let Some(key) = remembered {
+                    self.documents.planned.insert(key, Arc::clone(&planned));
+                }
+                planned
             }
-            if let Some(key) = validated {
-                self.documents.validated.insert(key, ());
-            }
-        }
-        let document = match planned.rewritten {
-            Some(rewritten) => Arc::new(rewritten),
-            None => Arc::clone(document),
         };
         let register = resolved.register.map(|hash| (hash, resolved.query));
         Ok(Operation {
             requested: planned.requested,
             state: OperationState::Ready(Box::new(Prepared {
-                document,
+                document: Arc::clone(&planned.document),
                 operation_name,
-                variables,
+                variables: planned.variables.clone(),
                 operation_type: checked.operation_type,
-                deprecated: planned.deprecated,
-                cache_key: planned.cache_key,
+                deprecated: planned.deprecated.clone(),
+                cache_key: planned.cache_key.clone(),
                 hint: planned.hint,
                 register,
             })),
         })
+    }
+
+    /// Plans and prices the checked document with `variables`, checks the limits on what will
+    /// run, and validates the document as sent (the executing schema then skips what this
+    /// validation did).
+    async fn plan_validated(
+        &self,
+        checked: &CheckedDocument,
+        variables: serde_json::Value,
+        operation_name: Option<&str>,
+    ) -> Result<Planned, Box<Operation>> {
+        let document = &checked.document;
+        let Some((_, operation)) = plan::select_operation(document, operation_name) else {
+            return Err(Box::new(unknown_operation(operation_name)));
+        };
+        let variables = plan::coerce_variables(&operation.node, Variables::from_json(variables));
+        let planned = self.plan_and_price(document, variables, operation_name)?;
+        let errors = self
+            .validate(
+                document.as_ref().clone(),
+                &planned.variables,
+                operation_name,
+            )
+            .await;
+        if !errors.is_empty() {
+            return Err(Box::new(Operation {
+                requested: 0,
+                state: OperationState::Refused(errors),
+            }));
+        }
+        Ok(planned)
     }
 
     /// The document `query` parsed and checked for `operation_name` (scan, parse, document
@@ -230,11 +247,11 @@ impl Gateway {
     /// Plans the operation, prices it and checks the limits on what will run.
     fn plan_and_price(
         &self,
-        document: &async_graphql::parser::types::ExecutableDocument,
-        variables: &Variables,
+        document: &Arc<ExecutableDocument>,
+        variables: Variables,
         operation_name: Option<&str>,
     ) -> Result<Planned, Box<Operation>> {
-        let plan = Planner::new(document, variables, &self.schema_info)
+        let plan = Planner::new(document, &variables, &self.schema_info)
             .plan(operation_name)
             .map_err(|_| {
                 Box::new(Operation::refused(
@@ -245,7 +262,7 @@ impl Gateway {
                     0,
                 ))
             })?;
-        let measures = cost::measure(&plan, variables, &self.schema_info)
+        let measures = cost::measure(&plan, &variables, &self.schema_info)
             .map_err(|err| Box::new(Operation::from(err)))?;
         let limits = &self.limits;
         let exceeded = if measures.depth > limits.max_depth {
@@ -291,14 +308,18 @@ impl Gateway {
                 0,
             )));
         }
-        let cache_key = (plan.operation.ty == OperationType::Query)
-            .then(|| CacheKey::of(&plan.canonical(variables)));
+        // Nothing to cache without a hint: no key, no lookup.
+        let cache_key = (plan.operation.ty == OperationType::Query && measures.hint.max_age > 0)
+            .then(|| CacheKey::of(&plan.canonical(&variables)));
+        let rewritten = plan.needs_rewrite().then(|| plan.rewrite());
+        drop(plan);
         Ok(Planned {
             hint: measures.hint,
             requested: measures.requested,
             deprecated: measures.deprecated,
             cache_key,
-            rewritten: plan.needs_rewrite().then(|| plan.rewrite()),
+            document: rewritten.map_or_else(|| Arc::clone(document), Arc::new),
+            variables,
         })
     }
 
@@ -318,11 +339,14 @@ impl Gateway {
     }
 }
 
-/// What planning found out, owned (the plan itself borrows the document).
-struct Planned {
+/// What planning found out for a document and its variables, owned (the plan itself borrows
+/// the document): remembered for the next request that sends the same.
+pub struct Planned {
     hint: super::schema_info::Hint,
     requested: u64,
     deprecated: Vec<(String, String)>,
     cache_key: Option<CacheKey>,
-    rewritten: Option<async_graphql::parser::types::ExecutableDocument>,
+    /// The document that runs: the one sent, or its rewritten form.
+    document: Arc<ExecutableDocument>,
+    variables: Variables,
 }

@@ -282,7 +282,7 @@ async fn an_invalidation_completes_even_when_its_request_is_cancelled() {
     // one-second deadline, which cuts the request off.
     proxy.hang();
     // The first call finds its connection cut and reconnects, into the hung proxy.
-    app.post_as(None, "{ __typename }", json!({}), &[]).await;
+    app.post_as(None, list, json!({}), &[]).await;
     let cut = app
         .post_as(
             Some(&writer),
