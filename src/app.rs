@@ -3,7 +3,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::DbBackend;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -14,6 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::predicate::SizeAbove;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -21,7 +27,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
 
-use crate::auth::{AuthThrottle, Passwords, Revocations, ThrottlePolicy, Tokens};
+use crate::auth::{AuthThrottle, HashMetrics, Passwords, Revocations, ThrottlePolicy, Tokens};
 use crate::buckets::{BucketPolicy, Buckets};
 use crate::cache::ResponseCache;
 use crate::cache::memory_store::MemoryStore;
@@ -38,7 +44,7 @@ use crate::gateway::{Budget, DocumentCache, Gateway};
 /// Bytes of parsed and validated documents kept, so that documents sent again (as clients do)
 /// are not parsed and validated again.
 const DOCUMENT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::redis_client::RedisClient;
 use crate::schema::{self, Backstop, SharedData};
 use crate::state::{AppState, EndpointSettings};
@@ -69,21 +75,32 @@ pub enum StartError {
     Schema(#[from] async_graphql::parser::Error),
 }
 
+/// How a stop goes: serve on for `grace` (readiness failing), then give the requests in flight
+/// up to `timeout`.
+#[derive(Debug, Clone, Copy)]
+struct ShutdownTimes {
+    grace: Duration,
+    timeout: Duration,
+}
+
 /// A started application: migrated database, bound listeners, ready to serve.
 pub struct App {
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     state: AppState,
+    shutdown: ShutdownTimes,
 }
 
 impl App {
     /// Connects to the database, runs the migrations and binds the listen addresses.
     pub async fn build(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
+        let metrics = Arc::new(Metrics::default());
         let redis = match &config.redis.url {
             Some(url) => {
                 let client =
-                    RedisClient::connect(url, &config.redis.prefix, config.redis.timeout())?;
+                    RedisClient::connect(url, &config.redis.prefix, config.redis.timeout())?
+                        .with_durations(metrics.redis_durations());
                 if client.ping().await {
                     tracing::info!(
                         "redis connected: shared cache, rate limits and persisted queries"
@@ -124,7 +141,7 @@ impl App {
                 ),
             },
         );
-        let statements = StatementCounter::default();
+        let statements = StatementCounter::with_durations(metrics.statement_durations());
         let db = db::connect(
             &config.database.url,
             config.database.max_connections,
@@ -148,7 +165,11 @@ impl App {
         );
         let shared = SharedData {
             db: db.clone(),
-            passwords: Passwords::new(config.auth.hash_concurrency())?,
+            passwords: {
+                let (durations, queue) = metrics.hashing();
+                Passwords::new(config.auth.hash_concurrency())?
+                    .with_metrics(HashMetrics { durations, queue })
+            },
             tokens: tokens.clone(),
             throttle,
             revocations: revocations.clone(),
@@ -162,7 +183,6 @@ impl App {
         let graphql_schema = schema::build(shared.clone(), backstop);
         let schema_info =
             SchemaInfo::from_sdl(&graphql_schema.sdl())?.with_hints(schema::cache_hints());
-        let metrics = Arc::new(Metrics::default());
         let cache = config.cache.enabled.then(|| {
             let store: Arc<dyn CacheStore> = match &redis {
                 Some(redis) => Arc::new(RedisStore::new(redis.clone())),
@@ -178,7 +198,12 @@ impl App {
             validator: schema::validator(shared, backstop),
             schema: graphql_schema,
             schema_info,
-            persisted: PersistedQueries::new(&config.persisted, redis, trusted, buckets.clone()),
+            persisted: PersistedQueries::new(
+                &config.persisted,
+                redis.clone(),
+                trusted,
+                buckets.clone(),
+            ),
             budget: Budget::new(buckets, rate_limit),
             cache,
             metrics: Arc::clone(&metrics),
@@ -208,8 +233,15 @@ impl App {
                 in_flight: Arc::new(Semaphore::new(config.http.max_in_flight as usize)),
                 introspection: config.server.introspection,
                 public_metrics: metrics_listener.is_none(),
+                draining: Arc::new(AtomicBool::new(false)),
+                redis,
+                pool_max: config.database.max_connections,
             },
             metrics_listener,
+            shutdown: ShutdownTimes {
+                grace: Duration::from_secs(config.server.shutdown_grace_secs),
+                timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
+            },
         })
     }
 
@@ -230,7 +262,10 @@ impl App {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then drains: readiness answers 503 at once while the
+    /// server goes on serving for the grace period (so load balancers stop sending it requests),
+    /// then it stops accepting connections and gives the requests in flight up to the shutdown
+    /// timeout to finish.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -245,13 +280,42 @@ impl App {
                 }
             });
         }
+        let draining = Arc::clone(&self.state.draining);
+        let times = self.shutdown;
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let graceful = async move {
+            shutdown.await;
+            draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                grace_secs = times.grace.as_secs(),
+                "draining: readiness answers 503; still serving during the grace period"
+            );
+            tokio::time::sleep(times.grace).await;
+            tracing::info!(
+                timeout_secs = times.timeout.as_secs(),
+                "stopping: no new connections; finishing the requests in flight"
+            );
+            let _ = stopping.send(());
+        };
         let app = router(self.state);
-        axum::serve(
+        let server = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(graceful);
+        let deadline = async move {
+            if stopped.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(times.timeout).await;
+        };
+        tokio::select! {
+            served = server.into_future() => served,
+            () = deadline => {
+                tracing::warn!("requests still in flight after the shutdown timeout: stopping anyway");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -281,7 +345,7 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing the requests in flight");
+    tracing::info!("shutdown signal received");
 }
 
 /// The HTTP routes with their tower layers.
@@ -303,6 +367,7 @@ pub fn router(state: AppState) -> Router {
                         path = %request.uri().path(),
                         operation = field::Empty,
                         outcome = field::Empty,
+                        statements = field::Empty,
                     )
                 })
                 .on_request(())
@@ -340,7 +405,14 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             state.request_timeout(),
-        ));
+        ))
+        // A compressed body is another representation: its ETag says which.
+        .layer(tower::util::MapResponseLayer::new(etag_per_encoding))
+        .layer(
+            CompressionLayer::new()
+                .quality(CompressionLevel::Fastest)
+                .compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES)),
+        );
 
     let mut router = Router::new()
         .route(
@@ -350,7 +422,9 @@ pub fn router(state: AppState) -> Router {
         .route("/playground", get(crate::playground::page))
         .route("/playground/{asset}", get(crate::playground::asset))
         .route("/schema.graphql", get(schema_sdl))
-        .route("/health", get(health));
+        .route("/health", get(ready))
+        .route("/health/ready", get(ready))
+        .route("/health/live", get(live));
     if state.public_metrics {
         router = router.route("/metrics", get(metrics));
     }
@@ -405,27 +479,111 @@ async fn schema_sdl(State(state): State<AppState>) -> axum::response::Response {
         .into_response()
 }
 
-/// `GET /metrics`: counters in the Prometheus text format.
+/// Bodies at least this large are compressed (when the client accepts it).
+const COMPRESS_ABOVE_BYTES: u64 = 1024;
+
+/// Gives a compressed response's ETag the encoding (`"abc"` becomes `"abc-gzip"`), so that caches
+/// never take one representation for another; `If-None-Match` matches either.
+fn etag_per_encoding<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+    let encoding = response
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    if let Some(encoding) = encoding
+        && let Some(etag) = response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|value| value.to_str().ok())
+        && let Some(opaque) = etag.strip_suffix('"')
+        && let Ok(value) = HeaderValue::from_str(&format!("{opaque}-{encoding}\""))
+    {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// `GET /metrics`: the metrics in the Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = match state.db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = state.db.get_postgres_connection_pool();
+            Some((pool.size(), pool.num_idle()))
+        }
+        DbBackend::Sqlite => {
+            let pool = state.db.get_sqlite_connection_pool();
+            Some((pool.size(), pool.num_idle()))
+        }
+        _ => None,
+    };
+    let snapshot = Snapshot {
+        pool,
+        pool_max: state.pool_max,
+        redis: state.redis.as_ref().map(RedisClient::is_available),
+        draining: state.draining.load(Ordering::Relaxed),
+    };
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render(snapshot),
     )
 }
 
-/// `GET /health`: 200 when the database answers, 503 otherwise.
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))),
+/// `GET /health/live`: the process answers (nothing else is checked: restarting a process whose
+/// database is down would not help).
+async fn live() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /health/ready` (and `/health`): 200 when this instance should get traffic: the database
+/// answers, its migrations are current, and the server is not draining; 503 otherwise, with the
+/// failing check named. Redis is reported but never fails readiness: without it the server
+/// degrades (uncached, in-process limits) instead of failing.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let mut ready = true;
+    let database = match state.db.ping().await {
+        Ok(()) => "ok".to_owned(),
         Err(err) => {
-            tracing::error!(error = %err, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "unavailable" })),
-            )
+            tracing::error!(error = %err, "readiness: database unreachable");
+            ready = false;
+            "unreachable".to_owned()
         }
-    }
+    };
+    let migrations = match Migrator::get_pending_migrations(&state.db).await {
+        Ok(pending) if pending.is_empty() => "ok".to_owned(),
+        Ok(pending) => {
+            ready = false;
+            format!("{} pending", pending.len())
+        }
+        Err(_) => {
+            ready = false;
+            "unknown".to_owned()
+        }
+    };
+    let draining = state.draining.load(Ordering::Relaxed);
+    ready &= !draining;
+    let redis = match &state.redis {
+        None => "not configured",
+        Some(redis) if redis.is_available() => "ok",
+        Some(_) => "unavailable (degraded: uncached, limits in process)",
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(serde_json::json!({
+            "status": if ready { "ok" } else { "unavailable" },
+            "checks": {
+                "database": database,
+                "migrations": migrations,
+                "draining": draining,
+                "redis": redis,
+            }
+        })),
+    )
 }

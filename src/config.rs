@@ -115,6 +115,15 @@ pub struct ServerSettings {
     /// Introspection and `GET /schema.graphql` (`true` or `false`).
     #[arg(long, env = "CONDUIT_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub introspection: bool,
+
+    /// After SIGTERM, how long to keep serving (readiness answers 503 meanwhile, so load
+    /// balancers stop sending), in seconds.
+    #[arg(long, env = "CONDUIT_SHUTDOWN_GRACE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub shutdown_grace_secs: u64,
+
+    /// Then, how long requests in flight may take to finish before the process exits, in seconds.
+    #[arg(long, env = "CONDUIT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout_secs: u64,
 }
 
 /// The database.

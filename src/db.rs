@@ -1,5 +1,6 @@
 //! Database connection (with retry and backoff), pool settings, migrations, write transactions.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,19 +19,59 @@ use crate::error::AppResult;
 /// How many times start-up tries to reach the database before giving up.
 const CONNECT_ATTEMPTS: u32 = 8;
 
-/// Counts the SQL statements the application sends, for logs and tests.
-#[derive(Debug, Clone, Default)]
-pub struct StatementCounter(Arc<AtomicU64>);
+/// Counts the SQL statements the application sends, for logs and tests, and records how long
+/// each took when given a histogram.
+#[derive(Clone, Default)]
+pub struct StatementCounter {
+    count: Arc<AtomicU64>,
+    durations: Option<metrics::Histogram>,
+}
+
+impl std::fmt::Debug for StatementCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatementCounter")
+            .field("count", &self.get())
+            .finish_non_exhaustive()
+    }
+}
+
+tokio::task_local! {
+    /// The statements of the request being answered on this task.
+    static REQUEST_STATEMENTS: Cell<u64>;
+}
 
 impl StatementCounter {
-    /// Statements sent since start-up.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+    /// A counter that also records each statement's duration in `durations`.
+    pub fn with_durations(durations: metrics::Histogram) -> Self {
+        Self {
+            count: Arc::default(),
+            durations: Some(durations),
+        }
     }
 
-    fn increment(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    /// Statements sent since start-up.
+    pub fn get(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
+
+    fn observe(&self, elapsed: Duration) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let _ = REQUEST_STATEMENTS.try_with(|count| count.set(count.get() + 1));
+        if let Some(durations) = &self.durations {
+            durations.record(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// Runs `work` and counts the SQL statements it sends on this task (a request's loaders run
+/// their batches on the request's task, so they are counted too).
+pub async fn counting_statements<F: Future>(work: F) -> (F::Output, u64) {
+    REQUEST_STATEMENTS
+        .scope(Cell::new(0), async {
+            let output = work.await;
+            (output, REQUEST_STATEMENTS.with(Cell::get))
+        })
+        .await
 }
 
 /// `url` as the pool uses it: a PostgreSQL server on this machine (loopback) is reached without
@@ -97,7 +138,7 @@ pub async fn connect(
             Err(err) => return Err(err),
         }
     };
-    db.set_metric_callback(move |_| counter.increment());
+    db.set_metric_callback(move |info| counter.observe(info.elapsed));
     Ok(db)
 }
 

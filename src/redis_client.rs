@@ -67,6 +67,7 @@ pub struct RedisClient {
     timeout: Duration,
     breaker: Arc<Mutex<Breaker>>,
     recoveries: Arc<AtomicU64>,
+    durations: Option<metrics::Histogram>,
 }
 
 impl RedisClient {
@@ -86,7 +87,14 @@ impl RedisClient {
             timeout,
             breaker: Arc::new(Mutex::new(Breaker::default())),
             recoveries: Arc::new(AtomicU64::new(0)),
+            durations: None,
         })
+    }
+
+    /// The same, recording the duration of each call in `durations`.
+    pub fn with_durations(mut self, durations: metrics::Histogram) -> Self {
+        self.durations = Some(durations);
+        self
     }
 
     /// `key` under this deployment's prefix.
@@ -115,12 +123,18 @@ impl RedisClient {
         // A probe whose caller goes away (client gone, outer timeout) must free the probe slot,
         // or no call would ever be let through again.
         let guard = probe.then(|| ProbeGuard { client: self });
-        let result = match tokio::time::timeout(self.timeout, call(self.manager.clone())).await {
+        let started = Instant::now();
+        let span = tracing::info_span!("redis");
+        let call = tracing::Instrument::instrument(call(self.manager.clone()), span);
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(RedisError::Redis(err)),
             Err(_) => Err(RedisError::Timeout(self.timeout)),
         };
         std::mem::forget(guard);
+        if let Some(durations) = &self.durations {
+            durations.record(started.elapsed().as_secs_f64());
+        }
         self.record(probe, result.as_ref().err());
         result
     }

@@ -1,6 +1,7 @@
 //! What every handler shares.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::http::HeaderName;
@@ -11,6 +12,7 @@ use crate::config::HttpSettings;
 use crate::db::StatementCounter;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::redis_client::RedisClient;
 
 /// How `/graphql` reads requests and finds the client's address.
 #[derive(Debug, Clone)]
@@ -69,6 +71,12 @@ pub struct AppState {
     pub introspection: bool,
     /// Whether `/metrics` is served on the public listener.
     pub public_metrics: bool,
+    /// Set on SIGTERM: readiness answers 503 while the server drains.
+    pub draining: Arc<AtomicBool>,
+    /// The shared Redis, when configured (its state is reported by the probes and metrics).
+    pub redis: Option<RedisClient>,
+    /// The database pool's most connections.
+    pub pool_max: u32,
 }
 
 impl AppState {

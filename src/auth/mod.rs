@@ -6,7 +6,7 @@ mod revocation;
 mod throttle;
 mod token;
 
-pub use password::Passwords;
+pub use password::{HashMetrics, Passwords};
 pub use revocation::Revocations;
 pub use throttle::{AccountKey, AuthThrottle, ClientAddress, LoginAttempt, ThrottlePolicy};
 pub use token::{TokenClaims, TokenError, Tokens};

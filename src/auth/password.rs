@@ -21,10 +21,20 @@ fn argon2() -> Argon2<'static> {
 #[error("password hashing failed: {0}")]
 struct HashingError(String);
 
+/// Where hashing reports its queue and durations.
+#[derive(Clone)]
+pub struct HashMetrics {
+    /// Seconds per hash, queueing included.
+    pub durations: metrics::Histogram,
+    /// Hashes waiting for the pool.
+    pub queue: metrics::Gauge,
+}
+
 /// Hashes and verifies passwords.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Passwords {
     permits: Arc<Semaphore>,
+    metrics: Option<HashMetrics>,
     /// A hash of a random password, verified against when an account does not exist,
     /// so that an unknown email costs as much time as a wrong password.
     dummy_hash: Arc<str>,
@@ -37,8 +47,15 @@ impl Passwords {
         let dummy_hash = hash_blocking(&format!("{random:?}"))?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            metrics: None,
             dummy_hash: dummy_hash.into(),
         })
+    }
+
+    /// The same, reporting to `metrics`.
+    pub fn with_metrics(mut self, metrics: HashMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The PHC string of a new argon2id hash of `password`.
@@ -64,18 +81,27 @@ impl Passwords {
         Ok(known && matches)
     }
 
+    #[tracing::instrument(name = "argon2", skip_all)]
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> AppResult<T> {
-        let _permit = self
-            .permits
-            .acquire()
+        let started = std::time::Instant::now();
+        if let Some(metrics) = &self.metrics {
+            metrics.queue.increment(1.0);
+        }
+        let permit = self.permits.acquire().await;
+        if let Some(metrics) = &self.metrics {
+            metrics.queue.decrement(1.0);
+        }
+        let _permit = permit.map_err(|err| AppError::internal(HashingError(err.to_string())))?;
+        let done = tokio::task::spawn_blocking(work)
             .await
-            .map_err(|err| AppError::internal(HashingError(err.to_string())))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|err| AppError::internal(HashingError(err.to_string())))
+            .map_err(|err| AppError::internal(HashingError(err.to_string())));
+        if let Some(metrics) = &self.metrics {
+            metrics.durations.record(started.elapsed().as_secs_f64());
+        }
+        done
     }
 }
 

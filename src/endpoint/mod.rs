@@ -11,6 +11,7 @@ pub mod request;
 pub mod response;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -21,8 +22,10 @@ use tracing::Span;
 use self::request::ReadLimits;
 use self::response::HttpError;
 use crate::auth::{ClientAddress, Viewer};
+use crate::db;
 use crate::error::code;
 use crate::gateway::{Caller, Exchange, Operation, Rejection, Transport};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// `GET` and `POST /graphql`: one operation, or a batch of them.
@@ -34,6 +37,27 @@ pub async fn graphql(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let metrics = Arc::clone(&state.metrics);
+    let ((response, operation, ok), statements) =
+        // Boxed: the pipeline's future is large, and request tasks should not carry it inline.
+        db::counting_statements(Box::pin(serve(state, peer, method, uri, headers, body))).await;
+    metrics.statements(statements);
+    tracing::Span::current().record("statements", statements);
+    metrics.request(operation, ok, started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves one request; the response, the operation label for metrics, and whether it had no
+/// error.
+async fn serve(
+    state: AppState,
+    peer: SocketAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> (Response, String, bool) {
     let span = Span::current();
     let settings = &state.endpoint;
     let limits = ReadLimits {
@@ -45,15 +69,26 @@ pub async fn graphql(
         Ok(raw) => raw,
         Err(err) => {
             span.record("outcome", "refused: malformed request");
-            return err.into_response();
+            return (err.into_response(), "invalid".to_owned(), false);
         }
     };
     // Only a request whose body arrived holds one of the permits: slow senders cannot starve
     // the others.
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         span.record("outcome", "refused: saturated");
-        return response::overloaded();
+        return (response::overloaded(), "shed".to_owned(), false);
     };
+    let _in_flight = InFlight::new(&state.metrics);
+    let operation = match raw.operations.as_slice() {
+        [single] => state.metrics.operation_label(
+            single
+                .operation_name
+                .as_deref()
+                .or_else(|| document_name(&single.query)),
+        ),
+        _ => "batch".to_owned(),
+    };
+    span.record("operation", operation.as_str());
     let request_id = headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
@@ -90,27 +125,71 @@ pub async fn graphql(
             );
             exchange.throttle = gateway.charge(&exchange.caller.client, 0.0).await;
             let settled = gateway.settle(exchange, &request_id).await;
-            return response::graphql(settled, &headers, false);
+            return (
+                response::graphql(settled, &headers, false),
+                operation,
+                false,
+            );
         }
     };
     let mut operations = Vec::with_capacity(raw.operations.len());
-    for operation in raw.operations {
-        match gateway.prepare(operation, transport).await {
-            Ok(operation) => operations.push(operation),
+    for raw_operation in raw.operations {
+        match Box::pin(gateway.prepare(raw_operation, transport)).await {
+            Ok(prepared) => operations.push(prepared),
             Err(Rejection::MutationNotAllowed) => {
                 span.record("outcome", "refused: mutation over GET");
-                return HttpError::new(
+                let refusal = HttpError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
                     code::METHOD_NOT_ALLOWED,
                     Rejection::MutationNotAllowed.to_string(),
-                )
-                .into_response();
+                );
+                return (refusal.into_response(), operation, false);
             }
         }
     }
     let mut exchange = Exchange::new(caller, raw.batch, operations);
     gateway.admit(&mut exchange).await;
-    gateway.execute(&mut exchange, transport).await;
+    Box::pin(gateway.execute(&mut exchange, transport)).await;
     let settled = gateway.settle(exchange, &request_id).await;
-    response::graphql(settled, &headers, method == Method::GET)
+    let ok = settled
+        .answers
+        .iter()
+        .all(|answer| answer.errors.is_empty());
+    (
+        response::graphql(settled, &headers, method == Method::GET),
+        operation,
+        ok,
+    )
+}
+
+/// Counts a request in flight while it lives.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.in_flight(1);
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight(-1);
+    }
+}
+
+/// The name a document gives its only operation (`query Name { ... }`), read without parsing:
+/// for logs and metrics only.
+fn document_name(query: &str) -> Option<&str> {
+    let rest = query.trim_start();
+    let rest = rest
+        .strip_prefix("query")
+        .or_else(|| rest.strip_prefix("mutation"))
+        .or_else(|| rest.strip_prefix("subscription"))?;
+    let rest = rest.trim_start();
+    let end = rest
+        .find(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
+        .unwrap_or(rest.len());
+    let name = &rest[..end];
+    (!name.is_empty()).then_some(name)
 }

@@ -125,7 +125,7 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
             .is_some_and(|candidates| {
                 candidates.split(',').any(|candidate| {
                     let candidate = candidate.trim();
-                    candidate == "*" || candidate.trim_start_matches("W/") == etag
+                    candidate == "*" || same_entity(candidate.trim_start_matches("W/"), etag)
                 })
             })
     });
@@ -150,7 +150,7 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
     // The answer depends on who asks and on the media type they accept.
     headers.insert(
         header::VARY,
-        HeaderValue::from_static("accept, authorization"),
+        HeaderValue::from_static("accept, accept-encoding, authorization"),
     );
     let cache_control = settled
         .policy
@@ -190,6 +190,19 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
         );
     }
     response
+}
+
+/// Whether `candidate` names the entity `etag`, in any of its encodings (`"abc-gzip"` is `"abc"`
+/// compressed).
+fn same_entity(candidate: &str, etag: &str) -> bool {
+    if candidate == etag {
+        return true;
+    }
+    ["-gzip\"", "-br\"", "-zstd\""].iter().any(|suffix| {
+        candidate
+            .strip_suffix(suffix)
+            .is_some_and(|opaque| etag.strip_suffix('"') == Some(opaque))
+    })
 }
 
 /// Whether the request failed before execution began (parse, validation, limits, budget): no

@@ -45,6 +45,7 @@ impl Gateway {
         let requested = exchange.charged();
         exchange.throttle = self.charge(&exchange.caller.client, requested as f64).await;
         if let Some(decision) = exchange.throttle.filter(|decision| !decision.allowed) {
+            self.metrics.rate_limited();
             let error = AppError::RateLimited {
                 message: format!(
                     "Rate limited: this request costs {requested} points and {} are available",

@@ -118,6 +118,7 @@ impl Gateway {
                         outcome.actual,
                     ));
                     outcome.etag = Some(Arc::clone(&response.etag));
+                    self.metrics.cache_stored(response.data.len());
                     cache
                         .store(key, viewer, generation, response, record.0.take_reads())
                         .await;

@@ -57,8 +57,10 @@ impl Gateway {
                 OperationState::Refused(errors) => (None, errors, Vec::new(), 0),
                 OperationState::Ready(_) => (None, Vec::new(), Vec::new(), 0),
             };
+            self.metrics.cost(operation.requested, actual);
             for error in &mut errors {
                 let code = classify(error, request_id);
+                self.metrics.error(&code);
                 if code == code::RATE_LIMITED
                     && let Some(Value::Number(seconds)) = error
                         .extensions

@@ -464,6 +464,7 @@ async fn metrics_can_be_served_on_a_listener_of_their_own() {
     })
     .await;
     assert_eq!(app.get("/metrics").await.status(), 404);
+    data(&app.gql("{ tags { totalCount } }", json!({})).await);
     let metrics_addr = app.metrics_addr.expect("a metrics listener");
     let response = app
         .client

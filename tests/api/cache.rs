@@ -322,7 +322,10 @@ async fn queries_over_get_carry_an_etag_and_answer_304_when_unchanged() {
     assert_eq!(unchanged.status(), 304);
     assert_eq!(unchanged.headers()["etag"], etag.as_str());
     assert_eq!(unchanged.headers()["x-cache"], "HIT");
-    assert_eq!(unchanged.headers()["vary"], "accept, authorization");
+    assert_eq!(
+        unchanged.headers()["vary"],
+        "accept, accept-encoding, authorization"
+    );
     assert!(unchanged.bytes().await.expect("body").is_empty());
 
     app.create_article(&token, "New", &[]).await;

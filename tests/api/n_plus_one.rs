@@ -49,5 +49,8 @@ async fn a_nested_query_costs_the_same_statements_for_5_and_50_articles() {
         five, fifty,
         "statements must not grow with the number of rows"
     );
-    assert_eq!(fifty, 2, "the page with what it shows, then every article's comments");
+    assert_eq!(
+        fifty, 2,
+        "the page with what it shows, then every article's comments"
+    );
 }
