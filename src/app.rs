@@ -141,7 +141,9 @@ impl App {
                 ),
             },
         );
-        let statements = StatementCounter::with_durations(metrics.statement_durations());
+        let traced = config.tracing.endpoint().is_some();
+        let statements =
+            StatementCounter::with_durations(metrics.statement_durations()).traced(traced);
         let db = db::connect(
             &config.database.url,
             config.database.max_connections,
@@ -180,7 +182,7 @@ impl App {
             max_complexity: limits.max_fields.saturating_mul(4),
             max_directives: limits.max_directives,
         };
-        let graphql_schema = schema::build(shared.clone(), backstop);
+        let graphql_schema = schema::build(shared.clone(), backstop, traced);
         let schema_info =
             SchemaInfo::from_sdl(&graphql_schema.sdl())?.with_hints(schema::cache_hints());
         let cache = config.cache.enabled.then(|| {
@@ -236,6 +238,7 @@ impl App {
                 draining: Arc::new(AtomicBool::new(false)),
                 redis,
                 pool_max: config.database.max_connections,
+                traced,
             },
             metrics_listener,
             shutdown: ShutdownTimes {
@@ -280,6 +283,10 @@ impl App {
                 }
             });
         }
+        let sampler = tokio::spawn(sample_pool_waits(
+            self.state.db.clone(),
+            self.state.metrics.pool_waits(),
+        ));
         let draining = Arc::clone(&self.state.draining);
         let times = self.shutdown;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -309,12 +316,34 @@ impl App {
             }
             tokio::time::sleep(times.timeout).await;
         };
-        tokio::select! {
+        let result = tokio::select! {
             served = server.into_future() => served,
             () = deadline => {
                 tracing::warn!("requests still in flight after the shutdown timeout: stopping anyway");
                 Ok(())
             }
+        };
+        sampler.abort();
+        result
+    }
+}
+
+/// Once a second, times how long getting a connection from the pool takes (and gives it back at
+/// once): the wait a request would see then. SeaORM reports statements only once they hold a
+/// connection, so the wait is not visible otherwise.
+async fn sample_pool_waits(db: sea_orm::DatabaseConnection, waits: metrics::Histogram) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let started = std::time::Instant::now();
+        let acquired = match db.get_database_backend() {
+            DbBackend::Postgres => db.get_postgres_connection_pool().acquire().await.map(drop),
+            DbBackend::Sqlite => db.get_sqlite_connection_pool().acquire().await.map(drop),
+            _ => return,
+        };
+        if acquired.is_ok() {
+            waits.record(started.elapsed().as_secs_f64());
         }
     }
 }
@@ -348,27 +377,53 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// The route a path is served by, for span names: known paths as they are, any other as one name
+/// (span names must not grow with what clients send).
+fn route_of(path: &str) -> &'static str {
+    const ROUTES: &[&str] = &[
+        "/graphql",
+        "/playground",
+        "/schema.graphql",
+        "/metrics",
+        "/health",
+        "/health/live",
+        "/health/ready",
+    ];
+    ROUTES
+        .iter()
+        .find(|route| **route == path)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// The HTTP routes with their tower layers.
 pub fn router(state: AppState) -> Router {
+    let traced = state.traced;
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
+                .make_span_with(move |request: &Request| {
                     let request_id = request
                         .headers()
                         .get("x-request-id")
                         .and_then(|value| value.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "request",
+                        otel.name = %format_args!("{} {}", request.method(), route_of(request.uri().path())),
+                        otel.kind = "server",
                         request_id = %request_id,
                         method = %request.method(),
                         path = %request.uri().path(),
                         operation = field::Empty,
                         outcome = field::Empty,
                         statements = field::Empty,
-                    )
+                    );
+                    if traced {
+                        crate::telemetry::continue_trace(&span, request.headers());
+                    }
+                    span
                 })
                 .on_request(())
                 .on_response(
@@ -537,36 +592,52 @@ async fn live() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// How long one readiness check may take before it counts as failed.
+const READINESS_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// `GET /health/ready` (and `/health`): 200 when this instance should get traffic: the database
 /// answers, its migrations are current, and the server is not draining; 503 otherwise, with the
 /// failing check named. Redis is reported but never fails readiness: without it the server
 /// degrades (uncached, in-process limits) instead of failing.
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut ready = true;
-    let database = match state.db.ping().await {
-        Ok(()) => "ok".to_owned(),
-        Err(err) => {
+    // Probes have deadlines of their own (often 1 s): the checks answer within one.
+    let within = |check| tokio::time::timeout(READINESS_CHECK_TIMEOUT, check);
+    let database = match within(state.db.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(err)) => {
             tracing::error!(error = %err, "readiness: database unreachable");
             ready = false;
             "unreachable".to_owned()
         }
+        Err(_) => {
+            tracing::error!("readiness: the database did not answer in time");
+            ready = false;
+            "unreachable".to_owned()
+        }
     };
-    let migrations = match Migrator::get_pending_migrations(&state.db).await {
-        Ok(pending) if pending.is_empty() => "ok".to_owned(),
-        Ok(pending) => {
+    let migrations = match tokio::time::timeout(
+        READINESS_CHECK_TIMEOUT,
+        Migrator::get_pending_migrations(&state.db),
+    )
+    .await
+    {
+        Ok(Ok(pending)) if pending.is_empty() => "ok".to_owned(),
+        Ok(Ok(pending)) => {
             ready = false;
             format!("{} pending", pending.len())
         }
-        Err(_) => {
+        _ => {
             ready = false;
             "unknown".to_owned()
         }
     };
     let draining = state.draining.load(Ordering::Relaxed);
     ready &= !draining;
+    // A PING within the Redis deadline (refused at once while the circuit is open).
     let redis = match &state.redis {
         None => "not configured",
-        Some(redis) if redis.is_available() => "ok",
+        Some(redis) if redis.ping().await => "ok",
         Some(_) => "unavailable (degraded: uncached, limits in process)",
     };
     let status = if ready {

@@ -242,7 +242,7 @@ async fn take_in_redis(
 ) -> Result<Decision, crate::redis_client::RedisError> {
     let key = redis.key(&format!("bucket:{key}"));
     let (allowed, remaining): (i64, String) = redis
-        .run(|mut connection| async move {
+        .run("bucket.take", |mut connection| async move {
             TAKE_SCRIPT
                 .key(key)
                 .arg(policy.capacity)

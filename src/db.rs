@@ -25,6 +25,7 @@ const CONNECT_ATTEMPTS: u32 = 8;
 pub struct StatementCounter {
     count: Arc<AtomicU64>,
     durations: Option<metrics::Histogram>,
+    traced: bool,
 }
 
 impl std::fmt::Debug for StatementCounter {
@@ -46,7 +47,14 @@ impl StatementCounter {
         Self {
             count: Arc::default(),
             durations: Some(durations),
+            traced: false,
         }
+    }
+
+    /// The same, also recording each statement as an OpenTelemetry span when `traced`.
+    pub fn traced(mut self, traced: bool) -> Self {
+        self.traced = traced;
+        self
     }
 
     /// Statements sent since start-up.
@@ -54,11 +62,14 @@ impl StatementCounter {
         self.count.load(Ordering::Relaxed)
     }
 
-    fn observe(&self, elapsed: Duration) {
+    fn observe(&self, info: &sea_orm::metric::Info<'_>) {
         self.count.fetch_add(1, Ordering::Relaxed);
         let _ = REQUEST_STATEMENTS.try_with(|count| count.set(count.get() + 1));
         if let Some(durations) = &self.durations {
-            durations.record(elapsed.as_secs_f64());
+            durations.record(info.elapsed.as_secs_f64());
+        }
+        if self.traced {
+            statement_span(info);
         }
     }
 }
@@ -138,8 +149,51 @@ pub async fn connect(
             Err(err) => return Err(err),
         }
     };
-    db.set_metric_callback(move |info| counter.observe(info.elapsed));
+    db.set_metric_callback(move |info| counter.observe(info));
     Ok(db)
+}
+
+/// Records one finished statement as an OpenTelemetry span under the current span, when that one
+/// is sampled: its text has placeholders, never the values bound to them. The statement has run
+/// by now (SeaORM reports it afterwards), so the span is dated back by its duration.
+fn statement_span(info: &sea_orm::metric::Info<'_>) {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer as _};
+
+    // The OpenTelemetry context of the innermost traced span entered now (the tracing layer
+    // activates it on entry): the resolver or loader batch that sent the statement.
+    let parent = opentelemetry::Context::current();
+    if !parent.span().span_context().is_sampled() {
+        return;
+    }
+    let sql = info.statement.sql.as_str();
+    let system = match info.statement.db_backend {
+        sea_orm::DbBackend::Postgres => "postgresql",
+        sea_orm::DbBackend::Sqlite => "sqlite",
+        _ => "other_sql",
+    };
+    let operation = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or("SQL")
+        .to_ascii_uppercase();
+    let end = std::time::SystemTime::now();
+    let start = end.checked_sub(info.elapsed).unwrap_or(end);
+    let tracer = opentelemetry::global::tracer("conduit");
+    let mut span = tracer
+        .span_builder(operation.clone())
+        .with_kind(SpanKind::Client)
+        .with_start_time(start)
+        .with_attributes([
+            KeyValue::new("db.system.name", system),
+            KeyValue::new("db.operation.name", operation),
+            KeyValue::new("db.query.text", sql.to_owned()),
+        ])
+        .start_with_context(&tracer, &parent);
+    if info.failed {
+        span.set_status(Status::error("statement failed"));
+    }
+    span.end_with_timestamp(end);
 }
 
 /// Applies every pending migration.

@@ -20,6 +20,7 @@ pub mod pagination;
 pub mod playground;
 pub mod redis_client;
 pub mod schema;
+pub mod seed;
 pub mod state;
 /// Tags of articles.
 pub mod tags;

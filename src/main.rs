@@ -7,21 +7,56 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use conduit::app::{App, shutdown_signal};
-use conduit::config::{Cli, Command};
-use conduit::{db, schema, telemetry};
+use conduit::config::{Cli, Command, Config, report};
+use conduit::{db, schema, seed, telemetry};
+
+/// The exit status of a configuration that cannot be used.
+const BAD_CONFIGURATION: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(err) => match report::refusal(&err) {
+            Some(line) => {
+                eprintln!("conduit: {line}");
+                return ExitCode::from(BAD_CONFIGURATION);
+            }
+            None => err.exit(),
+        },
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let config = cli.config;
-    telemetry::init(&config.log.filter, config.log.format);
     if let Err(err) = config.validate() {
-        tracing::error!(error = %err, "invalid configuration");
-        return ExitCode::from(2);
+        eprintln!("conduit: {err}");
+        return ExitCode::from(BAD_CONFIGURATION);
     }
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Config = command {
+        print!("{}", report::effective(&matches));
+        return ExitCode::SUCCESS;
+    }
+    let telemetry = match telemetry::init(&config.log, &config.tracing) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("conduit: {err}");
+            return ExitCode::from(BAD_CONFIGURATION);
+        }
+    };
+    let status = run(command, &config).await;
+    telemetry.shutdown();
+    status
+}
+
+/// Runs `command` once telemetry is up.
+async fn run(command: Command, config: &Config) -> ExitCode {
+    match command {
+        Command::Config => ExitCode::SUCCESS,
         Command::Schema => {
             print!("{}", schema::sdl());
             ExitCode::SUCCESS
@@ -42,8 +77,15 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Seed(sizes) => match seed::run(config, sizes).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("conduit seed: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve => {
-            let app = match App::build(&config).await {
+            let app = match App::build(config).await {
                 Ok(app) => app,
                 Err(err) => {
                     tracing::error!(error = %err, "cannot start");

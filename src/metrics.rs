@@ -72,6 +72,7 @@ impl Metrics {
         let builder = [
             ("conduit_http_request_duration_seconds", SECONDS),
             ("conduit_db_statement_duration_seconds", SHORT_SECONDS),
+            ("conduit_db_pool_wait_seconds", SHORT_SECONDS),
             ("conduit_redis_call_duration_seconds", SHORT_SECONDS),
             ("conduit_password_hash_duration_seconds", SECONDS),
             ("conduit_graphql_requested_cost_points", POINTS),
@@ -153,7 +154,12 @@ impl Metrics {
         histogram(
             "conduit_db_statement_duration_seconds",
             Unit::Seconds,
-            "Duration of SQL statements, waiting for a pooled connection included.",
+            "Duration of SQL statements on their connection (the wait for one is conduit_db_pool_wait_seconds).",
+        );
+        histogram(
+            "conduit_db_pool_wait_seconds",
+            Unit::Seconds,
+            "Time to get a connection from the database pool, sampled once a second.",
         );
         histogram(
             "conduit_redis_call_duration_seconds",
@@ -302,6 +308,11 @@ impl Metrics {
     /// The histogram of SQL statement durations (for the pool's callback).
     pub fn statement_durations(&self) -> Histogram {
         self.histogram("conduit_db_statement_duration_seconds", Vec::new())
+    }
+
+    /// The histogram of waits for a pooled connection (sampled).
+    pub fn pool_waits(&self) -> Histogram {
+        self.histogram("conduit_db_pool_wait_seconds", Vec::new())
     }
 
     /// The histogram of Redis call durations.

@@ -110,7 +110,8 @@ impl RedisClient {
     /// Runs `call` on the connection within the deadline, unless the circuit is open. Three
     /// failures in a row open the circuit for two seconds; then one probe call decides whether it
     /// closes again. Every change of state is logged.
-    pub async fn run<T, F, Fut>(&self, call: F) -> Result<T, RedisError>
+    /// `operation` names the call in its span (`cache.get`, `bucket.take`, ...).
+    pub async fn run<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T, RedisError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -124,7 +125,13 @@ impl RedisClient {
         // or no call would ever be let through again.
         let guard = probe.then(|| ProbeGuard { client: self });
         let started = Instant::now();
-        let span = tracing::info_span!("redis");
+        let span = tracing::debug_span!(
+            "redis",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = operation,
+        );
         let call = tracing::Instrument::instrument(call(self.manager.clone()), span);
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
@@ -192,7 +199,7 @@ impl RedisClient {
 
     /// Whether Redis answers a PING.
     pub async fn ping(&self) -> bool {
-        self.run(|mut connection| async move {
+        self.run("ping", |mut connection| async move {
             redis::cmd("PING")
                 .query_async::<String>(&mut connection)
                 .await
@@ -211,7 +218,7 @@ mod tests {
         let client = RedisClient::connect("redis://127.0.0.1:1", "test:", Duration::from_secs(5))
             .expect("a lazy client");
         client.breaker().open_until = Some(Instant::now() - Duration::from_millis(1));
-        let probe = client.run(|_| std::future::pending::<redis::RedisResult<()>>());
+        let probe = client.run("test", |_| std::future::pending::<redis::RedisResult<()>>());
         assert!(
             tokio::time::timeout(Duration::from_millis(20), probe)
                 .await

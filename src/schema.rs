@@ -73,10 +73,16 @@ pub fn builder(
 
 /// The schema operations run on. It validates in async-graphql's fast mode: the gateway has had
 /// every document validated in full by [`validator`] before it runs.
-pub fn build(shared: SharedData, backstop: Backstop) -> AppSchema {
-    builder(shared, backstop)
-        .validation_mode(async_graphql::ValidationMode::Fast)
-        .finish()
+/// With `resolver_spans` (traces exported), each resolver that does I/O runs in a span.
+pub fn build(shared: SharedData, backstop: Backstop, resolver_spans: bool) -> AppSchema {
+    let builder = builder(shared, backstop).validation_mode(async_graphql::ValidationMode::Fast);
+    if resolver_spans {
+        builder
+            .extension(crate::graphql::resolver_spans::ResolverSpans)
+            .finish()
+    } else {
+        builder.finish()
+    }
 }
 
 /// The same schema, which only validates, in full: its executions stop after validation and

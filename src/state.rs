@@ -77,6 +77,8 @@ pub struct AppState {
     pub redis: Option<RedisClient>,
     /// The database pool's most connections.
     pub pool_max: u32,
+    /// Whether traces are exported (requests continue the caller's `traceparent`).
+    pub traced: bool,
 }
 
 impl AppState {

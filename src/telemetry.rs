@@ -1,21 +1,292 @@
-//! The tracing subscriber: pretty for a terminal, JSON for production.
+//! The tracing subscriber: logs (pretty for a terminal, JSON in production) and, when an OTLP
+//! endpoint is set, OpenTelemetry traces exported over gRPC or HTTP/protobuf.
+//!
+//! The two outputs filter separately. Logs follow `CONDUIT_LOG`; traces take this crate's spans
+//! down to `debug`, where the pipeline stages, I/O resolvers, loader batches, Redis calls and
+//! password hashes live. With tracing off no output wants those spans, so they cost nothing.
+//!
+//! The JSON log line is written here rather than by `tracing-subscriber`'s JSON formatter: that
+//! formatter cannot add the OpenTelemetry `trace_id` and `span_id` of the span an event belongs
+//! to, which is what joins a log line to its trace.
 
-use tracing_subscriber::EnvFilter;
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 
-use crate::config::LogFormat;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::{Context, KeyValue, global};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::dispatcher::WeakDispatch;
+use tracing::field::{Field, Visit};
+use tracing::{Dispatch, Event, Level, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{Targets, filter_fn};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-/// Installs the global subscriber. `filter` uses `tracing` directive syntax; an invalid one falls back to `info`.
-pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
+use crate::config::{LogFormat, LogSettings, OtlpProtocol, TraceSampler, TracingSettings};
+
+/// The instrumentation scope of every span this crate makes.
+const SCOPE: &str = "conduit";
+
+/// Why tracing could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    #[error("OpenTelemetry exporter: {0}")]
+    Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+}
+
+/// What must outlive the server for traces to reach the collector: shut it down at exit.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn tracing(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports the spans still buffered, then stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(err) = provider.shutdown()
+        {
+            tracing::warn!(error = %err, "traces not all exported at shutdown");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs per `log`, and traces when `traces` names an endpoint.
+/// An invalid log filter falls back to `info`. A subscriber already installed (several apps in
+/// one test process) is kept.
+pub fn init(log: &LogSettings, traces: &TracingSettings) -> Result<Telemetry, TelemetryError> {
+    let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let dispatch = Arc::new(OnceLock::new());
+    let logs = match log.format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(JsonLines {
+                dispatch: Arc::clone(&dispatch),
+            })
+            .boxed(),
+    }
+    .with_filter(filter);
+    let provider = match traces.endpoint() {
+        Some(endpoint) => Some(tracer_provider(endpoint, traces)?),
+        None => None,
     };
-    // A subscriber may already be installed (several apps in one test process): keep it.
-    drop(result);
+    let otel = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(SCOPE))
+            .with_threads(false)
+            .with_filter(
+                Targets::new()
+                    .with_target("conduit", Level::DEBUG)
+                    .with_default(Level::WARN),
+            )
+    });
+    let installed = tracing_subscriber::registry()
+        // Sees no span or event (so it enables none): it only keeps the dispatcher.
+        .with(DispatchHandle(dispatch).with_filter(filter_fn(|_| false)))
+        .with(logs)
+        .with(otel)
+        .try_init();
+    if installed.is_err() {
+        return Ok(Telemetry::default());
+    }
+    if let Some(provider) = &provider {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        global::set_tracer_provider(provider.clone());
+        tracing::info!(
+            endpoint = traces.endpoint().unwrap_or_default(),
+            protocol = ?traces.otlp_protocol,
+            "exporting traces"
+        );
+    }
+    Ok(Telemetry { provider })
+}
+
+/// The tracer provider exporting to `endpoint`.
+fn tracer_provider(
+    endpoint: &str,
+    settings: &TracingSettings,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = match settings.otlp_protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()?,
+        OtlpProtocol::HttpProtobuf => {
+            let endpoint = endpoint.trim_end_matches('/');
+            let endpoint = if endpoint.ends_with("/v1/traces") {
+                endpoint.to_owned()
+            } else {
+                format!("{endpoint}/v1/traces")
+            };
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(endpoint)
+                .with_headers(Default::default())
+                .build()?
+        }
+    };
+    let ratio = settings.sampler_arg;
+    let sampler = match settings.sampler {
+        TraceSampler::AlwaysOn => Sampler::AlwaysOn,
+        TraceSampler::AlwaysOff => Sampler::AlwaysOff,
+        TraceSampler::TraceIdRatio => Sampler::TraceIdRatioBased(ratio),
+        TraceSampler::ParentbasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        TraceSampler::ParentbasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        TraceSampler::ParentbasedTraceIdRatio => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+        }
+    };
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(sampler)
+        .with_resource(resource)
+        .build())
+}
+
+/// The trace context the caller sent in `traceparent` and `tracestate`, to continue its trace
+/// (an empty context when tracing is off or the headers are absent or invalid).
+pub fn caller_context(headers: &axum::http::HeaderMap) -> Context {
+    global::get_text_map_propagator(|propagator| {
+        propagator.extract(&opentelemetry_http::HeaderExtractor(headers))
+    })
+}
+
+/// Makes `span` continue the caller's trace.
+pub fn continue_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) {
+    // Fails only when tracing is off, where there is nothing to continue.
+    let _ = span.set_parent(caller_context(headers));
+}
+
+/// Hands the installed dispatcher to the JSON formatter, which needs it to read a span's trace
+/// context.
+struct DispatchHandle(Arc<OnceLock<WeakDispatch>>);
+
+impl<S: Subscriber> Layer<S> for DispatchHandle {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.0.set(subscriber.downgrade());
+    }
+}
+
+/// One JSON object per event: `timestamp`, `level`, `target`, the event's fields (`message`
+/// among them), the `span` it happened in (its name and fields), and that span's `trace_id` and
+/// `span_id` when tracing is on.
+struct JsonLines {
+    dispatch: Arc<OnceLock<WeakDispatch>>,
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let metadata = event.metadata();
+        let mut line = serde_json::Map::new();
+        line.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        line.insert("level".into(), metadata.level().as_str().into());
+        line.insert("target".into(), metadata.target().into());
+        let mut fields = JsonFields(serde_json::Map::new());
+        event.record(&mut fields);
+        line.extend(fields.0);
+        if let Some(span) = ctx.parent_span() {
+            let mut described = serde_json::Map::new();
+            described.insert("name".into(), span.name().into());
+            if let Some(recorded) = span.extensions().get::<FormattedFields<N>>()
+                && let Ok(serde_json::Value::Object(fields)) =
+                    serde_json::from_str::<serde_json::Value>(recorded.as_str())
+            {
+                described.extend(fields);
+            }
+            line.insert("span".into(), described.into());
+            // Read after the span's extensions are released: this takes them again.
+            let context = self
+                .dispatch
+                .get()
+                .and_then(WeakDispatch::upgrade)
+                .and_then(|dispatch| {
+                    tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
+                });
+            if let Some(context) = context {
+                let otel = context.span();
+                let ids = otel.span_context();
+                if ids.is_valid() {
+                    line.insert("trace_id".into(), ids.trace_id().to_string().into());
+                    line.insert("span_id".into(), ids.span_id().to_string().into());
+                }
+            }
+        }
+        let text = serde_json::Value::Object(line).to_string();
+        writer.write_str(&text)?;
+        writer.write_char('\n')
+    }
+}
+
+/// An event's fields as JSON values.
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        // The cause chain, so an internal error's log line says what went wrong underneath.
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            let _ = write!(text, ": {cause}");
+            source = cause.source();
+        }
+        self.0.insert(field.name().into(), text.into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
 }

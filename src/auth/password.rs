@@ -81,7 +81,7 @@ impl Passwords {
         Ok(known && matches)
     }
 
-    #[tracing::instrument(name = "argon2", skip_all)]
+    #[tracing::instrument(name = "argon2", level = "debug", skip_all)]
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,

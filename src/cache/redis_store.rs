@@ -102,7 +102,7 @@ impl CacheStore for RedisStore {
             let key = format!("{}#generation", self.tag_prefix());
             let generation: Option<u64> = self
                 .redis
-                .run(|mut connection| async move {
+                .run("cache.generation", |mut connection| async move {
                     redis::cmd("GET")
                         .arg(key)
                         .query_async(&mut connection)
@@ -118,7 +118,7 @@ impl CacheStore for RedisStore {
             let (entry, prefix) = (self.entry_key(key), self.tag_prefix());
             let found: Option<(Vec<u8>, i64)> = self
                 .redis
-                .run(|mut connection| async move {
+                .run("cache.get", |mut connection| async move {
                     GET.key(entry)
                         .arg(prefix)
                         .invoke_async(&mut connection)
@@ -153,7 +153,7 @@ impl CacheStore for RedisStore {
             let millis = ttl.as_millis().max(1) as u64;
             let stored: i64 = self
                 .redis
-                .run(|mut connection| async move {
+                .run("cache.put", |mut connection| async move {
                     let mut invocation = PUT.key(entry);
                     invocation
                         .arg(prefix)
@@ -176,7 +176,7 @@ impl CacheStore for RedisStore {
             let prefix = self.tag_prefix();
             let _: i64 = self
                 .redis
-                .run(|mut connection| async move {
+                .run("cache.invalidate", |mut connection| async move {
                     let mut invocation = INVALIDATE.prepare_invoke();
                     invocation.arg(prefix).arg(TAG_TTL_SECONDS);
                     for tag in tags {

@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use tracing::Span;
+use tracing::{Instrument, Span};
 
 use self::request::ReadLimits;
 use self::response::HttpError;
@@ -65,7 +65,10 @@ async fn serve(
         max_batch: settings.max_batch,
         body_deadline: settings.body_deadline,
     };
-    let raw = match request::read(&method, &uri, &headers, body, limits).await {
+    let raw = match request::read(&method, &uri, &headers, body, limits)
+        .instrument(tracing::debug_span!("read"))
+        .await
+    {
         Ok(raw) => raw,
         Err(err) => {
             span.record("outcome", "refused: malformed request");
@@ -108,7 +111,11 @@ async fn serve(
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let caller = match gateway.authenticate(authorization, address).await {
+    let caller = match gateway
+        .authenticate(authorization, address)
+        .instrument(tracing::debug_span!("authenticate"))
+        .await
+    {
         Ok(caller) => caller,
         Err(err) => {
             // Nothing runs, so nothing is charged; the address's budget is reported.
@@ -124,17 +131,19 @@ async fn serve(
                 operations,
             );
             exchange.throttle = gateway.charge(&exchange.caller.client, 0.0).await;
-            let settled = gateway.settle(exchange, &request_id).await;
-            return (
-                response::graphql(settled, &headers, false),
-                operation,
-                false,
-            );
+            let settled = gateway
+                .settle(exchange, &request_id)
+                .instrument(tracing::debug_span!("settle"))
+                .await;
+            return (respond(settled, &headers, false), operation, false);
         }
     };
     let mut operations = Vec::with_capacity(raw.operations.len());
     for raw_operation in raw.operations {
-        match Box::pin(gateway.prepare(raw_operation, transport)).await {
+        let prepared = Box::pin(gateway.prepare(raw_operation, transport))
+            .instrument(tracing::debug_span!("prepare"))
+            .await;
+        match prepared {
             Ok(prepared) => operations.push(prepared),
             Err(Rejection::MutationNotAllowed) => {
                 span.record("outcome", "refused: mutation over GET");
@@ -148,18 +157,31 @@ async fn serve(
         }
     }
     let mut exchange = Exchange::new(caller, raw.batch, operations);
-    gateway.admit(&mut exchange).await;
-    Box::pin(gateway.execute(&mut exchange, transport)).await;
-    let settled = gateway.settle(exchange, &request_id).await;
+    gateway
+        .admit(&mut exchange)
+        .instrument(tracing::debug_span!("admit"))
+        .await;
+    Box::pin(gateway.execute(&mut exchange, transport))
+        .instrument(tracing::debug_span!("execute"))
+        .await;
+    let settled = gateway
+        .settle(exchange, &request_id)
+        .instrument(tracing::debug_span!("settle"))
+        .await;
     let ok = settled
         .answers
         .iter()
         .all(|answer| answer.errors.is_empty());
     (
-        response::graphql(settled, &headers, method == Method::GET),
+        respond(settled, &headers, method == Method::GET),
         operation,
         ok,
     )
+}
+
+/// Writes the answers, in a `respond` span.
+fn respond(settled: crate::gateway::Settled, headers: &HeaderMap, get: bool) -> Response {
+    tracing::debug_span!("respond").in_scope(|| response::graphql(settled, headers, get))
 }
 
 /// Counts a request in flight while it lives.

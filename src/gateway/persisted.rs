@@ -256,7 +256,7 @@ impl PersistedQueries {
             ];
             let (hash, query, max_bytes) = (hash.to_owned(), query.to_owned(), self.max_bytes);
             let stored = redis
-                .run(|mut connection| async move {
+                .run("apq.register", |mut connection| async move {
                     REGISTER
                         .key(&keys[0])
                         .key(&keys[1])
@@ -284,7 +284,7 @@ impl PersistedQueries {
         let key = redis.key("apq:documents");
         let hash = hash.to_owned();
         redis
-            .run(|mut connection| async move {
+            .run("apq.lookup", |mut connection| async move {
                 redis::cmd("HGET")
                     .arg(key)
                     .arg(hash)

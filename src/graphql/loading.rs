@@ -20,6 +20,7 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use tracing::Instrument;
 
 use crate::db;
 use crate::error::AppError;
@@ -64,15 +65,32 @@ impl LoaderScope {
 
     /// A DataLoader of `inner` for this request: with a cache (so rows fetched ahead can be fed
     /// to it), no delay, and its batches queued for [`drive`].
+    /// Each batch runs in a `load` span, a child of the resolver that asked for its first key.
     pub fn loader<L: Send + Sync + 'static>(&self, inner: L) -> DataLoader<L, HashMapCache> {
         let queue = self.queue.clone();
         DataLoader::with_cache(
             inner,
-            move |batch| queue.push(Box::pin(batch)),
+            move |batch| {
+                let span = tracing::debug_span!(
+                    "load",
+                    otel.name = %format_args!("load {}", loader_name::<L>()),
+                );
+                queue.push(Box::pin(batch.instrument(span)));
+            },
             HashMapCache::default(),
         )
         .delay(Duration::ZERO)
     }
+}
+
+/// The name of the loader type `L`, without its module path or generic arguments' paths.
+fn loader_name<L>() -> String {
+    let full = std::any::type_name::<L>();
+    let mut name = String::with_capacity(full.len());
+    for part in full.split_inclusive(['<', '>', ',']) {
+        name.push_str(part.rsplit("::").next().unwrap_or(part));
+    }
+    name
 }
 
 /// Runs `execution` to completion with the batches its loaders queue: after each poll of the

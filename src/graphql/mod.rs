@@ -5,6 +5,7 @@ pub mod connection;
 pub mod context;
 pub mod id;
 pub mod loading;
+pub mod resolver_spans;
 pub mod scalars;
 
 pub use connection::{CacheTagged, PageInfo, TotalCount};

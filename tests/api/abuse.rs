@@ -2,7 +2,6 @@
 //! registered by refused requests, a stuck circuit breaker, slow bodies, spoofed client addresses,
 //! lookalike usernames, and `/metrics` kept off the public port.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,88 +12,14 @@ use tokio::net::TcpStream;
 use crate::helpers::{
     PASSWORD, TestApp, data, error_code, names_field, spawn_app, spawn_app_with, test_redis_url,
 };
+use crate::process::Server;
 use crate::redis_proxy::RedisProxy;
-
-/// The server binary, running until dropped.
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts `conduit` on a fresh SQLite database with its in-process state.
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_conduit"))
-            .env_clear()
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("conduit.db").display()),
-            )
-            .env("CONDUIT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CONDUIT_JWT_SECRET", crate::helpers::JWT_SECRET)
-            .env("CONDUIT_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the server starts");
-        let server = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client
-                .get(format!("{}/health", server.url))
-                .send()
-                .await
-                .is_ok_and(|response| response.status() == 200)
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the server did not start");
-    }
-
-    /// Its resident memory, in bytes.
-    fn rss(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| {
-                value
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .expect("VmRSS")
-            * 1024
-    }
-}
 
 const LOGIN: &str = "mutation($input: LoginInput!) { login(input: $input) { token } }";
 
 #[tokio::test]
 async fn hostile_login_emails_leave_memory_bounded() {
-    let server = Server::start().await;
+    let server = Server::start_sqlite(&[("CONDUIT_LOG", "error")]).await;
     let client = reqwest::Client::new();
     let login = |email: String| {
         client

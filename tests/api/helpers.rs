@@ -17,7 +17,7 @@ pub const PASSWORD: &str = "password123";
 pub const JWT_SECRET: &str = "a-test-secret-that-is-long-enough-0123456789";
 
 /// A database that lives as long as the test.
-enum TestDb {
+pub enum TestDb {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
     Postgres { admin_url: String, name: String },
 }
@@ -74,7 +74,8 @@ impl Drop for TestApp {
     }
 }
 
-async fn test_database() -> (String, TestDb) {
+/// A fresh database for one test: its URL, and what drops it.
+pub async fn test_database() -> (String, TestDb) {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(admin_url) if !admin_url.is_empty() => {
             let name = format!("conduit_test_{}", uuid::Uuid::new_v4().simple());

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod report;
+
 /// The `conduit` command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +37,36 @@ pub enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL) to standard output and exit.
     Schema,
+    /// Print the effective configuration, with where each value comes from (secrets redacted).
+    Config,
+    /// Fill an empty database with deterministic demo data.
+    Seed(SeedArgs),
+}
+
+/// The sizes of `conduit seed`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct SeedArgs {
+    /// Users to create.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub users: u32,
+    /// Articles to create, spread over the users.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub articles: u32,
+    /// Comments to create, spread over the articles.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub comments: u32,
+    /// Favorites to create (distinct user and article pairs).
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub favorites: u32,
+    /// Follows to create (distinct pairs of users).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub follows: u32,
+    /// The seed of the generator: the same seed and sizes give the same data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Add to a database that already holds users or articles.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where the server runs.
@@ -88,6 +120,9 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub log: LogSettings,
+    /// OpenTelemetry traces.
+    #[command(flatten)]
+    pub tracing: TracingSettings,
 }
 
 /// Listeners and what they serve.
@@ -393,6 +428,92 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// How spans reach the OpenTelemetry collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (usually port 4317).
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (usually port 4318).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// Which traces are kept, as `OTEL_TRACES_SAMPLER` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum TraceSampler {
+    /// Every trace.
+    AlwaysOn,
+    /// No trace.
+    AlwaysOff,
+    /// A share of the traces (`OTEL_TRACES_SAMPLER_ARG`), chosen by trace id.
+    #[value(name = "traceidratio")]
+    TraceIdRatio,
+    /// The caller's decision when it sent `traceparent`, every trace otherwise (the default).
+    ParentbasedAlwaysOn,
+    /// The caller's decision when it sent `traceparent`, none otherwise.
+    ParentbasedAlwaysOff,
+    /// The caller's decision when it sent `traceparent`, a share by trace id otherwise.
+    #[value(name = "parentbased_traceidratio")]
+    ParentbasedTraceIdRatio,
+}
+
+/// OpenTelemetry traces: off unless an OTLP endpoint is set. The standard `OTEL_*` variables.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Tracing (OpenTelemetry)")]
+pub struct TracingSettings {
+    /// Where spans are exported (e.g. `http://collector:4318`). Default: none, tracing off.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// `grpc` or `http/protobuf`.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        value_enum,
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: OtlpProtocol,
+
+    /// The `service.name` of every span.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "conduit")]
+    pub service_name: String,
+
+    /// Which traces are kept.
+    #[arg(
+        long = "traces-sampler",
+        env = "OTEL_TRACES_SAMPLER",
+        value_enum,
+        default_value = "parentbased_always_on"
+    )]
+    pub sampler: TraceSampler,
+
+    /// The share of traces kept by the `traceidratio` samplers, from 0 to 1.
+    #[arg(long = "traces-sampler-arg", env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 1.0, value_parser = parse_ratio)]
+    pub sampler_arg: f64,
+
+    /// Turns tracing off even with an endpoint (`true` or `false`).
+    #[arg(long = "otel-sdk-disabled", env = "OTEL_SDK_DISABLED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub disabled: bool,
+}
+
+impl TracingSettings {
+    /// The endpoint spans go to, when tracing is on.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint
+            .as_deref()
+            .filter(|endpoint| !self.disabled && !endpoint.is_empty())
+    }
+}
+
+/// A number from 0 to 1.
+fn parse_ratio(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(ratio),
+        _ => Err("expected a number from 0 to 1".to_owned()),
+    }
+}
+
 /// A secret setting: its `Debug` output never shows the value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -448,6 +569,9 @@ pub enum ConfigError {
     /// Trusted proxies without the header they set.
     #[error("CONDUIT_TRUSTED_PROXIES needs CONDUIT_CLIENT_IP_HEADER")]
     ProxiesWithoutHeader,
+    /// An OTLP endpoint that is not an http(s) URL.
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT: {0} is not an http:// or https:// URL")]
+    BadOtlpEndpoint(String),
 }
 
 impl Config {
@@ -498,6 +622,11 @@ impl Config {
                 return Err(ConfigError::ProxiesWithoutHeader);
             }
             _ => {}
+        }
+        if let Some(endpoint) = self.tracing.endpoint()
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::BadOtlpEndpoint(endpoint.to_owned()));
         }
         Ok(())
     }
