@@ -483,7 +483,31 @@ pub fn router(state: AppState) -> Router {
     if state.public_metrics {
         router = router.route("/metrics", get(metrics));
     }
-    router.layer(layers).with_state(state)
+    let draining = Arc::clone(&state.draining);
+    router
+        .layer(layers)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            close_while_draining(Arc::clone(&draining), request, next)
+        }))
+        .with_state(state)
+}
+
+/// While the server drains, HTTP/1.1 responses say `Connection: close`: clients and proxies stop
+/// reusing their kept-alive connections during the grace period, so none is still picked for a
+/// new request when the listener closes. (HTTP/2 connections get a GOAWAY at shutdown instead.)
+async fn close_while_draining(
+    draining: Arc<AtomicBool>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let http1 = request.version() < axum::http::Version::HTTP_2;
+    let mut response = next.run(request).await;
+    if http1 && draining.load(Ordering::Relaxed) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The Content-Security-Policy of everything but the playground: an API loads nothing.

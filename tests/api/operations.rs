@@ -492,6 +492,11 @@ async fn a_sigterm_drains_without_failing_a_request() {
         .await
         .expect("served during the grace period");
     assert_eq!(during.status(), 200);
+    assert_eq!(
+        during.headers()["connection"],
+        "close",
+        "kept-alive connections wind down while draining"
+    );
     // A load balancer stops sending once readiness fails.
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
