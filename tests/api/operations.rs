@@ -757,3 +757,60 @@ fn an_invalid_setting_is_refused_in_one_line_naming_it() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
 }
+
+#[tokio::test]
+async fn the_dashboard_queries_only_series_the_server_exports() {
+    let app = spawn_app().await;
+    let token = app.register("charted").await;
+    app.create_article(&token, "Charted", &["ops"]).await;
+    let wrong = app
+        .gql(
+            LOGIN,
+            json!({ "input": { "email": "charted@example.com", "password": "wrong-password" } }),
+        )
+        .await;
+    assert!(wrong.get("errors").is_some());
+    for _ in 0..2 {
+        data(&app.gql("{ articles(first: 5) { nodes { title } } }", json!({})).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/conduit.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("json");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10);
+    let mut families = std::collections::BTreeSet::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for (start, _) in expr.match_indices("conduit_") {
+                let name: String = expr[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name)
+                    .to_owned();
+                families.insert(family);
+            }
+        }
+    }
+    // Counters that only exist once something happened (a refusal, a deprecated field).
+    let mut eventual = vec![
+        "conduit_rate_limited_total",
+        "conduit_deprecated_field_uses_total",
+    ];
+    if test_redis_url().is_none() {
+        eventual.extend(["conduit_redis_up", "conduit_redis_call_duration_seconds"]);
+    }
+    for family in &families {
+        assert!(
+            metrics.contains(&format!("# HELP {family} ")) || eventual.contains(&family.as_str()),
+            "the dashboard charts {family}, which /metrics does not serve"
+        );
+    }
+    assert!(families.len() >= 15, "{families:?}");
+}
