@@ -47,7 +47,7 @@ const DOCUMENT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 use crate::metrics::{Metrics, Snapshot};
 use crate::redis_client::RedisClient;
 use crate::schema::{self, Backstop, SharedData};
-use crate::state::{AppState, EndpointSettings};
+use crate::state::{AppState, EndpointSettings, SharedState};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +223,7 @@ impl App {
         };
         Ok(Self {
             listener,
-            state: AppState {
+            state: AppState::new(SharedState {
                 endpoint: Arc::new(EndpointSettings::new(
                     &config.http,
                     gateway.limits.max_batch,
@@ -239,7 +239,7 @@ impl App {
                 redis,
                 pool_max: config.database.max_connections,
                 traced,
-            },
+            }),
             metrics_listener,
             shutdown: ShutdownTimes {
                 grace: Duration::from_secs(config.server.shutdown_grace_secs),
@@ -283,9 +283,9 @@ impl App {
                 }
             });
         }
-        let sampler = tokio::spawn(sample_pool_waits(
+        let sampler = tokio::spawn(housekeeping(
             self.state.db.clone(),
-            self.state.metrics.pool_waits(),
+            Arc::clone(&self.state.metrics),
         ));
         let draining = Arc::clone(&self.state.draining);
         let times = self.shutdown;
@@ -329,13 +329,18 @@ impl App {
 }
 
 /// Once a second, times how long getting a connection from the pool takes (and gives it back at
-/// once): the wait a request would see then. SeaORM reports statements only once they hold a
-/// connection, so the wait is not visible otherwise.
-async fn sample_pool_waits(db: sea_orm::DatabaseConnection, waits: metrics::Histogram) {
+/// once): the wait a request would see then (SeaORM reports statements only once they hold a
+/// connection, so the wait is not visible otherwise). Every few seconds, folds the histograms'
+/// samples into their buckets, so their memory stays bounded whether or not anyone scrapes.
+async fn housekeeping(db: sea_orm::DatabaseConnection, metrics: Arc<Metrics>) {
+    let waits = metrics.pool_waits();
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for tick in 0u64.. {
         ticks.tick().await;
+        if tick % 5 == 4 {
+            metrics.upkeep();
+        }
         let started = std::time::Instant::now();
         let acquired = match db.get_database_backend() {
             DbBackend::Postgres => db.get_postgres_connection_pool().acquire().await.map(drop),
@@ -486,28 +491,25 @@ pub fn router(state: AppState) -> Router {
     let draining = Arc::clone(&state.draining);
     router
         .layer(layers)
-        .layer(axum::middleware::from_fn(move |request, next| {
-            close_while_draining(Arc::clone(&draining), request, next)
-        }))
+        .layer(tower::util::MapResponseLayer::new(
+            move |mut response: axum::response::Response| {
+                close_while_draining(&draining, &mut response);
+                response
+            },
+        ))
         .with_state(state)
 }
 
-/// While the server drains, HTTP/1.1 responses say `Connection: close`: clients and proxies stop
+/// While the server drains, responses say `Connection: close`: HTTP/1.1 clients and proxies stop
 /// reusing their kept-alive connections during the grace period, so none is still picked for a
-/// new request when the listener closes. (HTTP/2 connections get a GOAWAY at shutdown instead.)
-async fn close_while_draining(
-    draining: Arc<AtomicBool>,
-    request: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let http1 = request.version() < axum::http::Version::HTTP_2;
-    let mut response = next.run(request).await;
-    if http1 && draining.load(Ordering::Relaxed) {
+/// new request when the listener closes. (hyper leaves the header out of HTTP/2 responses, whose
+/// connections get a GOAWAY at shutdown instead.)
+fn close_while_draining(draining: &AtomicBool, response: &mut axum::response::Response) {
+    if draining.load(Ordering::Relaxed) {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    response
 }
 
 /// The Content-Security-Policy of everything but the playground: an API loads nothing.

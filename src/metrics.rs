@@ -6,9 +6,9 @@
 //! [`MAX_OPERATION_NAMES`] names seen (the rest are `other`), error codes and cache statuses are
 //! fixed sets, and deprecated fields are those of the schema.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
@@ -55,8 +55,38 @@ pub struct Snapshot {
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    operations: Mutex<HashSet<String>>,
+    operations: Mutex<Operations>,
     in_flight: AtomicI64,
+    /// Handles of the series every request touches, registered once: a lookup in the registry
+    /// (hashing the key) per record would cost more than the record.
+    hot: HotSeries,
+}
+
+/// The request-duration series of one operation label.
+#[derive(Clone)]
+pub struct OperationSeries {
+    /// The label value.
+    pub label: Arc<str>,
+    ok: Histogram,
+    error: Histogram,
+}
+
+/// The operation labels in use and their series.
+#[derive(Default)]
+struct Operations {
+    series: HashMap<String, OperationSeries>,
+    /// Labels that are client-chosen names (bounded by [`MAX_OPERATION_NAMES`]).
+    named: usize,
+}
+
+struct HotSeries {
+    requested_cost: Histogram,
+    actual_cost: Histogram,
+    statements: Histogram,
+    responses: [Counter; 3],
+    cache_stored: Counter,
+    rate_limited: Counter,
+    in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -87,14 +117,79 @@ impl Metrics {
         });
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
+        let histogram =
+            |name: &'static str| recorder.register_histogram(&Key::from_name(name), &METADATA);
+        let counter = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &METADATA)
+        };
+        let response = |status: CacheStatus| {
+            counter(
+                "conduit_graphql_responses_total",
+                vec![Label::new("cache", status.header().to_ascii_lowercase())],
+            )
+        };
+        let hot = HotSeries {
+            requested_cost: histogram("conduit_graphql_requested_cost_points"),
+            actual_cost: histogram("conduit_graphql_actual_cost_points"),
+            statements: histogram("conduit_db_statements_per_request"),
+            responses: [
+                response(CacheStatus::Hit),
+                response(CacheStatus::Miss),
+                response(CacheStatus::Bypass),
+            ],
+            cache_stored: counter("conduit_cache_stored_bytes_total", Vec::new()),
+            rate_limited: counter("conduit_rate_limited_total", Vec::new()),
+            in_flight: recorder.register_gauge(
+                &Key::from_name("conduit_http_requests_in_flight"),
+                &METADATA,
+            ),
+        };
         let metrics = Self {
             recorder,
             handle,
-            operations: Mutex::new(operations.into_iter().collect()),
+            operations: Mutex::new(Operations::default()),
             in_flight: AtomicI64::new(0),
+            hot,
         };
+        {
+            let mut known = metrics.lock_operations();
+            for name in operations {
+                let series = metrics.operation_series(&name);
+                known.series.insert(name, series);
+            }
+        }
         metrics.describe();
         metrics
+    }
+
+    fn lock_operations(&self) -> std::sync::MutexGuard<'_, Operations> {
+        self.operations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn operation_series(&self, label: &str) -> OperationSeries {
+        let duration = |outcome: &'static str| {
+            self.histogram(
+                "conduit_http_request_duration_seconds",
+                vec![
+                    Label::new("operation", label.to_owned()),
+                    Label::new("outcome", outcome),
+                ],
+            )
+        };
+        OperationSeries {
+            label: Arc::from(label),
+            ok: duration("ok"),
+            error: duration("error"),
+        }
+    }
+
+    /// Drains the histograms' recorded samples into their buckets. The exporter keeps samples
+    /// until then, so without a scrape memory would grow with every request: the server calls
+    /// this every few seconds.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
     }
 
     fn describe(&self) {
@@ -227,37 +322,48 @@ impl Metrics {
             .register_gauge(&Key::from_name(name), &METADATA)
     }
 
-    /// The label value of an operation name: itself when known (or among the first names seen),
-    /// `other` otherwise; `anonymous` for none.
-    pub fn operation_label(&self, name: Option<&str>) -> String {
-        let Some(name) = name else {
-            return "anonymous".to_owned();
+    /// The series of an operation name: its own when known (or among the first names seen),
+    /// `other`'s otherwise; `anonymous`'s for none.
+    pub fn operation(&self, name: Option<&str>) -> OperationSeries {
+        match name {
+            Some(name) => self.series_of(name, true),
+            None => self.series_of("anonymous", false),
+        }
+    }
+
+    /// The series of a label the server chose (`batch`, `invalid`, `shed`).
+    pub fn fixed_operation(&self, label: &'static str) -> OperationSeries {
+        self.series_of(label, false)
+    }
+
+    fn series_of(&self, label: &str, named: bool) -> OperationSeries {
+        let mut known = self.lock_operations();
+        if let Some(series) = known.series.get(label) {
+            return series.clone();
+        }
+        let label = if named && known.named >= MAX_OPERATION_NAMES {
+            "other"
+        } else {
+            label
         };
-        let mut known = self
-            .operations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.contains(name) {
-            return name.to_owned();
+        if let Some(series) = known.series.get(label) {
+            return series.clone();
         }
-        if known.len() < MAX_OPERATION_NAMES {
-            known.insert(name.to_owned());
-            return name.to_owned();
+        if named && label != "other" {
+            known.named += 1;
         }
-        "other".to_owned()
+        let series = self.operation_series(label);
+        known.series.insert(label.to_owned(), series.clone());
+        series
     }
 
     /// One /graphql request: its duration, by operation and outcome.
-    pub fn request(&self, operation: String, ok: bool, seconds: f64) {
-        let outcome = if ok { "ok" } else { "error" };
-        self.histogram(
-            "conduit_http_request_duration_seconds",
-            vec![
-                Label::new("operation", operation),
-                Label::new("outcome", outcome),
-            ],
-        )
-        .record(seconds);
+    pub fn request(&self, operation: &OperationSeries, ok: bool, seconds: f64) {
+        if ok {
+            operation.ok.record(seconds);
+        } else {
+            operation.error.record(seconds);
+        }
     }
 
     /// One GraphQL error with `code`.
@@ -271,38 +377,28 @@ impl Metrics {
 
     /// The cost one operation requested and used.
     pub fn cost(&self, requested: u64, actual: u64) {
-        self.histogram("conduit_graphql_requested_cost_points", Vec::new())
-            .record(requested as f64);
-        self.histogram("conduit_graphql_actual_cost_points", Vec::new())
-            .record(actual as f64);
+        self.hot.requested_cost.record(requested as f64);
+        self.hot.actual_cost.record(actual as f64);
     }
 
     /// A request refused because its client's budget was spent.
     pub fn rate_limited(&self) {
-        self.counter("conduit_rate_limited_total", Vec::new())
-            .increment(1);
+        self.hot.rate_limited.increment(1);
     }
 
     /// One GraphQL response by its cache status.
     pub fn response(&self, status: CacheStatus) {
-        let status = status.header().to_ascii_lowercase();
-        self.counter(
-            "conduit_graphql_responses_total",
-            vec![Label::new("cache", status)],
-        )
-        .increment(1);
+        self.hot.responses[status as usize].increment(1);
     }
 
     /// `bytes` of a response stored in the cache.
     pub fn cache_stored(&self, bytes: usize) {
-        self.counter("conduit_cache_stored_bytes_total", Vec::new())
-            .increment(bytes as u64);
+        self.hot.cache_stored.increment(bytes as u64);
     }
 
     /// The SQL statements one request sent.
     pub fn statements(&self, count: u64) {
-        self.histogram("conduit_db_statements_per_request", Vec::new())
-            .record(count as f64);
+        self.hot.statements.record(count as f64);
     }
 
     /// The histogram of SQL statement durations (for the pool's callback).
@@ -340,8 +436,7 @@ impl Metrics {
     /// One more (or, with a negative `delta`, fewer) request executing.
     pub fn in_flight(&self, delta: i64) {
         let now = self.in_flight.fetch_add(delta, Ordering::Relaxed) + delta;
-        self.gauge("conduit_http_requests_in_flight")
-            .set(now as f64);
+        self.hot.in_flight.set(now as f64);
     }
 
     /// The metrics in the Prometheus text format, with the gauges read from `snapshot`.
@@ -359,7 +454,8 @@ impl Metrics {
         }
         self.gauge("conduit_draining")
             .set(f64::from(u8::from(snapshot.draining)));
-        self.gauge("conduit_http_requests_in_flight")
+        self.hot
+            .in_flight
             .set(self.in_flight.load(Ordering::Relaxed) as f64);
         self.handle.render()
     }

@@ -52,9 +52,28 @@ impl EndpointSettings {
     }
 }
 
-/// The application state handed to every handler.
+/// The application state handed to every handler: one reference count to clone (axum clones it
+/// for every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    /// The state of `shared`.
+    pub fn new(shared: SharedState) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What every handler shares.
+pub struct SharedState {
     /// The GraphQL pipeline.
     pub gateway: Arc<Gateway>,
     /// The database pool.
@@ -81,7 +100,7 @@ pub struct AppState {
     pub traced: bool,
 }
 
-impl AppState {
+impl SharedState {
     /// The longest time one request may take.
     pub fn request_timeout(&self) -> Duration {
         self.endpoint.request_timeout

@@ -21,7 +21,7 @@ use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Level, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{Targets, filter_fn};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -96,7 +96,7 @@ pub fn init(log: &LogSettings, traces: &TracingSettings) -> Result<Telemetry, Te
     });
     let installed = tracing_subscriber::registry()
         // Sees no span or event (so it enables none): it only keeps the dispatcher.
-        .with(DispatchHandle(dispatch).with_filter(filter_fn(|_| false)))
+        .with(DispatchHandle(dispatch).with_filter(LevelFilter::OFF))
         .with(logs)
         .with(otel)
         .try_init();

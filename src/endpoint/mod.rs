@@ -25,7 +25,7 @@ use crate::auth::{ClientAddress, Viewer};
 use crate::db;
 use crate::error::code;
 use crate::gateway::{Caller, Exchange, Operation, Rejection, Transport};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, OperationSeries};
 use crate::state::AppState;
 
 /// `GET` and `POST /graphql`: one operation, or a batch of them.
@@ -44,7 +44,7 @@ pub async fn graphql(
         db::counting_statements(Box::pin(serve(state, peer, method, uri, headers, body))).await;
     metrics.statements(statements);
     tracing::Span::current().record("statements", statements);
-    metrics.request(operation, ok, started.elapsed().as_secs_f64());
+    metrics.request(&operation, ok, started.elapsed().as_secs_f64());
     response
 }
 
@@ -57,7 +57,7 @@ async fn serve(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> (Response, String, bool) {
+) -> (Response, OperationSeries, bool) {
     let span = Span::current();
     let settings = &state.endpoint;
     let limits = ReadLimits {
@@ -72,26 +72,34 @@ async fn serve(
         Ok(raw) => raw,
         Err(err) => {
             span.record("outcome", "refused: malformed request");
-            return (err.into_response(), "invalid".to_owned(), false);
+            return (
+                err.into_response(),
+                state.metrics.fixed_operation("invalid"),
+                false,
+            );
         }
     };
     // Only a request whose body arrived holds one of the permits: slow senders cannot starve
     // the others.
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         span.record("outcome", "refused: saturated");
-        return (response::overloaded(), "shed".to_owned(), false);
+        return (
+            response::overloaded(),
+            state.metrics.fixed_operation("shed"),
+            false,
+        );
     };
     let _in_flight = InFlight::new(&state.metrics);
     let operation = match raw.operations.as_slice() {
-        [single] => state.metrics.operation_label(
+        [single] => state.metrics.operation(
             single
                 .operation_name
                 .as_deref()
                 .or_else(|| document_name(&single.query)),
         ),
-        _ => "batch".to_owned(),
+        _ => state.metrics.fixed_operation("batch"),
     };
-    span.record("operation", operation.as_str());
+    span.record("operation", &*operation.label);
     let request_id = headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())

@@ -771,7 +771,10 @@ async fn the_dashboard_queries_only_series_the_server_exports() {
         .await;
     assert!(wrong.get("errors").is_some());
     for _ in 0..2 {
-        data(&app.gql("{ articles(first: 5) { nodes { title } } }", json!({})).await);
+        data(
+            &app.gql("{ articles(first: 5) { nodes { title } } }", json!({}))
+                .await,
+        );
     }
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let metrics = app.get("/metrics").await.text().await.expect("text");
