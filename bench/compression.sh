@@ -21,7 +21,7 @@ run() { # label encoding
     -D "$work/request.json" --output-format json -o "$work/warm.json" "http://127.0.0.1:$PORT/graphql" > /dev/null
   "$OHA" --no-tui -z "${SECS}s" -w -c "$CONC" --disable-compression -m POST "${headers[@]}" \
     -D "$work/request.json" --output-format json -o "$work/run.json" "http://127.0.0.1:$PORT/graphql" > /dev/null
-  jq -r --arg label "$1" '[$label, (.summary.requestsPerSec | floor),
+  jq -r --arg name "$1" '[$name, (.summary.requestsPerSec | floor),
       ((.summary.totalData / (.statusCodeDistribution["200"] // 1)) | floor),
       ([.statusCodeDistribution | to_entries[] | select(.key != "200") | .value] | add // 0)]
     | "\(.[0])\t\(.[1]) req/s\t\(.[2]) B/response\tnon-200: \(.[3])"' "$work/run.json"

@@ -468,6 +468,11 @@ pub fn router(state: AppState) -> Router {
         ))
         // A compressed body is another representation: its ETag says which.
         .layer(tower::util::MapResponseLayer::new(etag_per_encoding))
+        // The compression body holds its encoders' state inline (kilobytes): boxed once here, so
+        // the layers above move a pointer rather than copy it at every step.
+        .layer(tower::util::MapResponseLayer::new(
+            |response: axum::http::Response<_>| response.map(axum::body::Body::new),
+        ))
         .layer(
             CompressionLayer::new()
                 .quality(CompressionLevel::Fastest)

@@ -125,13 +125,17 @@ impl RedisClient {
         // or no call would ever be let through again.
         let guard = probe.then(|| ProbeGuard { client: self });
         let started = Instant::now();
-        let span = tracing::debug_span!(
-            "redis",
-            otel.name = operation,
-            otel.kind = "client",
-            db.system.name = "redis",
-            db.operation.name = operation,
-        );
+        let span = if !crate::telemetry::sampled() {
+            tracing::Span::none()
+        } else {
+            tracing::debug_span!(
+                "redis",
+                otel.name = operation,
+                otel.kind = "client",
+                db.system.name = "redis",
+                db.operation.name = operation,
+            )
+        };
         let call = tracing::Instrument::instrument(call(self.manager.clone()), span);
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),

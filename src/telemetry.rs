@@ -162,6 +162,22 @@ fn tracer_provider(
         .build())
 }
 
+/// Whether the trace of the current request is sampled (recorded and exported). The spans below
+/// a request are made only then: the traces a sampler drops cost nothing past their root span,
+/// and with tracing off nothing at all.
+pub fn sampled() -> bool {
+    opentelemetry::Context::map_current(|context| context.span().span_context().is_sampled())
+}
+
+/// A span for a stage of the pipeline named `name`, or none when the trace is not sampled.
+pub fn stage_span(name: &'static str) -> tracing::Span {
+    if sampled() {
+        tracing::debug_span!("stage", otel.name = name)
+    } else {
+        tracing::Span::none()
+    }
+}
+
 /// The trace context the caller sent in `traceparent` and `tracestate`, to continue its trace
 /// (an empty context when tracing is off or the headers are absent or invalid).
 pub fn caller_context(headers: &axum::http::HeaderMap) -> Context {

@@ -22,11 +22,11 @@ use tracing::{Instrument, Span};
 use self::request::ReadLimits;
 use self::response::HttpError;
 use crate::auth::{ClientAddress, Viewer};
-use crate::db;
 use crate::error::code;
 use crate::gateway::{Caller, Exchange, Operation, Rejection, Transport};
 use crate::metrics::{Metrics, OperationSeries};
 use crate::state::AppState;
+use crate::{db, telemetry};
 
 /// `GET` and `POST /graphql`: one operation, or a batch of them.
 pub async fn graphql(
@@ -66,7 +66,7 @@ async fn serve(
         body_deadline: settings.body_deadline,
     };
     let raw = match request::read(&method, &uri, &headers, body, limits)
-        .instrument(tracing::debug_span!("read"))
+        .instrument(telemetry::stage_span("read"))
         .await
     {
         Ok(raw) => raw,
@@ -121,7 +121,7 @@ async fn serve(
         .and_then(|value| value.to_str().ok());
     let caller = match gateway
         .authenticate(authorization, address)
-        .instrument(tracing::debug_span!("authenticate"))
+        .instrument(telemetry::stage_span("authenticate"))
         .await
     {
         Ok(caller) => caller,
@@ -141,7 +141,7 @@ async fn serve(
             exchange.throttle = gateway.charge(&exchange.caller.client, 0.0).await;
             let settled = gateway
                 .settle(exchange, &request_id)
-                .instrument(tracing::debug_span!("settle"))
+                .instrument(telemetry::stage_span("settle"))
                 .await;
             return (respond(settled, &headers, false), operation, false);
         }
@@ -149,7 +149,7 @@ async fn serve(
     let mut operations = Vec::with_capacity(raw.operations.len());
     for raw_operation in raw.operations {
         let prepared = Box::pin(gateway.prepare(raw_operation, transport))
-            .instrument(tracing::debug_span!("prepare"))
+            .instrument(telemetry::stage_span("prepare"))
             .await;
         match prepared {
             Ok(prepared) => operations.push(prepared),
@@ -167,14 +167,14 @@ async fn serve(
     let mut exchange = Exchange::new(caller, raw.batch, operations);
     gateway
         .admit(&mut exchange)
-        .instrument(tracing::debug_span!("admit"))
+        .instrument(telemetry::stage_span("admit"))
         .await;
     Box::pin(gateway.execute(&mut exchange, transport))
-        .instrument(tracing::debug_span!("execute"))
+        .instrument(telemetry::stage_span("execute"))
         .await;
     let settled = gateway
         .settle(exchange, &request_id)
-        .instrument(tracing::debug_span!("settle"))
+        .instrument(telemetry::stage_span("settle"))
         .await;
     let ok = settled
         .answers
@@ -189,7 +189,7 @@ async fn serve(
 
 /// Writes the answers, in a `respond` span.
 fn respond(settled: crate::gateway::Settled, headers: &HeaderMap, get: bool) -> Response {
-    tracing::debug_span!("respond").in_scope(|| response::graphql(settled, headers, get))
+    telemetry::stage_span("respond").in_scope(|| response::graphql(settled, headers, get))
 }
 
 /// Counts a request in flight while it lives.

@@ -71,11 +71,15 @@ impl LoaderScope {
         DataLoader::with_cache(
             inner,
             move |batch| {
-                let span = tracing::debug_span!(
-                    "load",
-                    otel.name = %format_args!("load {}", loader_name::<L>()),
-                );
-                queue.push(Box::pin(batch.instrument(span)));
+                if crate::telemetry::sampled() {
+                    let span = tracing::debug_span!(
+                        "load",
+                        otel.name = %format_args!("load {}", loader_name::<L>()),
+                    );
+                    queue.push(Box::pin(batch.instrument(span)));
+                } else {
+                    queue.push(Box::pin(batch));
+                }
             },
             HashMapCache::default(),
         )

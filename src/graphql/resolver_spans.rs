@@ -53,7 +53,10 @@ impl Extension for ResolverSpans {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        if info.is_for_introspection || !does_io(info.parent_type, info.name) {
+        if info.is_for_introspection
+            || !does_io(info.parent_type, info.name)
+            || !crate::telemetry::sampled()
+        {
             return next.run(ctx, info).await;
         }
         let span = tracing::debug_span!(
