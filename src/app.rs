@@ -21,7 +21,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::SizeAbove;
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -382,6 +384,21 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Request ids: random UUIDs (v4) drawn from the thread's generator. tower-http's
+/// `MakeRequestUuid` asks the kernel for every id (a `getrandom` system call per request).
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
 /// The route a path is served by, for span names: known paths as they are, any other as one name
 /// (span names must not grow with what clients send).
 fn route_of(path: &str) -> &'static str {
@@ -405,7 +422,7 @@ fn route_of(path: &str) -> &'static str {
 pub fn router(state: AppState) -> Router {
     let traced = state.traced;
     let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(move |request: &Request| {
