@@ -493,7 +493,7 @@ pub fn router(state: AppState) -> Router {
         .layer(
             CompressionLayer::new()
                 .quality(CompressionLevel::Fastest)
-                .compress_when(SizeAbove::new(COMPRESS_ABOVE_BYTES)),
+                .compress_when(SizeAbove::new(crate::endpoint::COMPRESS_ABOVE_BYTES)),
         );
 
     let mut router = Router::new()
@@ -581,9 +581,6 @@ async fn schema_sdl(State(state): State<AppState>) -> axum::response::Response {
     )
         .into_response()
 }
-
-/// Bodies at least this large are compressed (when the client accepts it).
-const COMPRESS_ABOVE_BYTES: u64 = 1024;
 
 /// Gives a compressed response's ETag the encoding (`"abc"` becomes `"abc-gzip"`), so that caches
 /// never take one representation for another; `If-None-Match` matches either.

@@ -7,6 +7,7 @@
 //! (persisted lookup, pricing, budget) could no longer come first.
 
 pub mod client_address;
+mod precompressed;
 pub mod request;
 pub mod response;
 
@@ -27,6 +28,9 @@ use crate::gateway::{Caller, Exchange, Operation, Rejection, Transport};
 use crate::metrics::{Metrics, OperationSeries};
 use crate::state::AppState;
 use crate::{db, telemetry};
+
+/// Bodies larger than this are compressed (when the client accepts it).
+pub const COMPRESS_ABOVE_BYTES: u64 = 1024;
 
 /// `GET` and `POST /graphql`: one operation, or a batch of them.
 pub async fn graphql(

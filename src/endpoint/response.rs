@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use super::precompressed;
 use crate::cache::etag_of;
 use crate::error::code;
 use crate::gateway::{Answer, Settled};
@@ -132,14 +133,30 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
     let mut response = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let chunks = body(&settled);
-        let length: usize = chunks.iter().map(Bytes::len).sum();
+        let mut chunks = body(&settled);
+        let mut length: usize = chunks.iter().map(Bytes::len).sum();
+        // A remembered entity, compressed once: only this request's extensions are new.
+        let precompressed = match (&settled.etag, chunks.as_slice()) {
+            (Some(etag), [start @ .., rest])
+                if single
+                    && start.len() == 2
+                    && length as u64 > super::COMPRESS_ABOVE_BYTES
+                    && precompressed::gzip_preferred(request_headers) =>
+            {
+                chunks = precompressed::gzip(etag, start, rest);
+                length = chunks.iter().map(Bytes::len).sum();
+                true
+            }
+            _ => false,
+        };
         let stream =
             futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
         let mut response = (status, Body::from_stream(stream)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        if precompressed {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         response
     };
     let headers = response.headers_mut();

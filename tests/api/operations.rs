@@ -609,6 +609,71 @@ async fn large_responses_are_compressed_with_their_own_etag() {
     assert!(small.headers().get("content-encoding").is_none());
 }
 
+#[tokio::test]
+async fn cache_hits_are_compressed_whole_with_this_requests_extensions() {
+    let app = spawn_app().await;
+    let token = app.register("wordy").await;
+    for n in 0..6 {
+        app.create_article(&token, &format!("Wordy article {n}"), &["words"])
+            .await;
+    }
+    let query = json!({ "query": "{ articles(first: 6) { nodes { title description body slug author { username } } } }" });
+    let post = |encoding: &'static str| {
+        app.client
+            .post(app.url("/graphql"))
+            .header("accept-encoding", encoding)
+            .json(&query)
+            .send()
+    };
+    let plain = post("identity").await.expect("sent");
+    let plain_json: Value = plain.json().await.expect("json");
+    // Hits, compressed from the remembered start: each one gzip member with its own extensions.
+    for _ in 0..3 {
+        let zipped = post("gzip, deflate, br, zstd").await.expect("sent");
+        assert_eq!(zipped.headers()["x-cache"], "HIT");
+        assert_eq!(zipped.headers()["content-encoding"], "gzip");
+        let length: usize = zipped.headers()["content-length"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("a number");
+        let body = zipped.bytes().await.expect("body");
+        assert_eq!(body.len(), length);
+        let mut decoder = flate2::read::GzDecoder::new(&body[..]);
+        let mut text = Vec::new();
+        decoder.read_to_end(&mut text).expect("gzip");
+        assert!(
+            decoder.into_inner().is_empty(),
+            "one gzip member, nothing after it"
+        );
+        let unzipped: Value = serde_json::from_slice(&text).expect("json");
+        assert_eq!(unzipped["data"], plain_json["data"]);
+        assert!(
+            unzipped["extensions"]["cost"]["actualQueryCost"].is_number(),
+            "{unzipped}"
+        );
+    }
+    // A client that prefers another encoding gets it.
+    let brotli = post("br, gzip;q=0.5").await.expect("sent");
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+    // A private answer is compressed too (by the compression layer).
+    let private = app
+        .client
+        .post(app.url("/graphql"))
+        .header("accept-encoding", "gzip")
+        .header("authorization", format!("Bearer {token}"))
+        .json(&json!({ "query": "{ viewer { username } articles(first: 6) { nodes { title description body slug favorited author { username } } } }" }))
+        .send()
+        .await
+        .expect("sent");
+    let cache_control = private.headers()["cache-control"].to_str().expect("ascii");
+    assert!(cache_control.contains("private"), "{cache_control}");
+    assert_eq!(private.headers()["content-encoding"], "gzip");
+    let body = private.bytes().await.expect("body");
+    let unzipped: Value = serde_json::from_slice(&gunzip(&body)).expect("json");
+    assert_eq!(unzipped["data"]["viewer"]["username"], "wordy");
+}
+
 fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
