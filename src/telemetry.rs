@@ -21,7 +21,7 @@ use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::{Dispatch, Event, Level, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::filter::{LevelFilter, filter_fn};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -65,6 +65,18 @@ impl Telemetry {
 }
 
 /// Installs the global subscriber: logs per `log`, and traces when `traces` names an endpoint.
+/// What traces take: this crate's spans down to `debug`, others' from `warn`, and events (as span
+/// events) from `warn` only: the info lines every request writes belong in the logs, and each
+/// would cost every traced request, sampled or not.
+fn traced(metadata: &tracing::Metadata<'_>) -> bool {
+    let level = *metadata.level();
+    if metadata.is_span() && metadata.target().starts_with("conduit") {
+        level <= Level::DEBUG
+    } else {
+        level <= Level::WARN
+    }
+}
+
 /// An invalid log filter falls back to `info`. A subscriber already installed (several apps in
 /// one test process) is kept.
 pub fn init(log: &LogSettings, traces: &TracingSettings) -> Result<Telemetry, TelemetryError> {
@@ -88,11 +100,9 @@ pub fn init(log: &LogSettings, traces: &TracingSettings) -> Result<Telemetry, Te
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(SCOPE))
             .with_threads(false)
-            .with_filter(
-                Targets::new()
-                    .with_target("conduit", Level::DEBUG)
-                    .with_default(Level::WARN),
-            )
+            // Busy and idle times would read the clock at every poll of every span.
+            .with_tracked_inactivity(false)
+            .with_filter(filter_fn(traced))
     });
     let installed = tracing_subscriber::registry()
         // Sees no span or event (so it enables none): it only keeps the dispatcher.
