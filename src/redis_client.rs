@@ -125,9 +125,7 @@ impl RedisClient {
         // or no call would ever be let through again.
         let guard = probe.then(|| ProbeGuard { client: self });
         let started = Instant::now();
-        let span = if !crate::telemetry::sampled() {
-            tracing::Span::none()
-        } else {
+        let span = crate::telemetry::sampled_span(|| {
             tracing::debug_span!(
                 "redis",
                 otel.name = operation,
@@ -135,7 +133,7 @@ impl RedisClient {
                 db.system.name = "redis",
                 db.operation.name = operation,
             )
-        };
+        });
         let call = tracing::Instrument::instrument(call(self.manager.clone()), span);
         let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),

@@ -64,7 +64,6 @@ impl Telemetry {
     }
 }
 
-/// Installs the global subscriber: logs per `log`, and traces when `traces` names an endpoint.
 /// What traces take: this crate's spans down to `debug`, others' from `warn`, and events (as span
 /// events) from `warn` only: the info lines every request writes belong in the logs, and each
 /// would cost every traced request, sampled or not.
@@ -77,6 +76,7 @@ fn traced(metadata: &tracing::Metadata<'_>) -> bool {
     }
 }
 
+/// Installs the global subscriber: logs per `log`, and traces when `traces` names an endpoint.
 /// An invalid log filter falls back to `info`. A subscriber already installed (several apps in
 /// one test process) is kept.
 pub fn init(log: &LogSettings, traces: &TracingSettings) -> Result<Telemetry, TelemetryError> {
@@ -179,13 +179,18 @@ pub fn sampled() -> bool {
     opentelemetry::Context::map_current(|context| context.span().span_context().is_sampled())
 }
 
-/// A span for a stage of the pipeline named `name`, or none when the trace is not sampled.
-pub fn stage_span(name: &'static str) -> tracing::Span {
+/// The span `make` builds when the current trace is sampled, none otherwise.
+pub fn sampled_span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
     if sampled() {
-        tracing::debug_span!("stage", otel.name = name)
+        make()
     } else {
         tracing::Span::none()
     }
+}
+
+/// A span for a stage of the pipeline named `name`, or none when the trace is not sampled.
+pub fn stage_span(name: &'static str) -> tracing::Span {
+    sampled_span(|| tracing::debug_span!("stage", otel.name = name))
 }
 
 /// The trace context the caller sent in `traceparent` and `tracestate`, to continue its trace

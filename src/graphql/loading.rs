@@ -71,15 +71,13 @@ impl LoaderScope {
         DataLoader::with_cache(
             inner,
             move |batch| {
-                if crate::telemetry::sampled() {
-                    let span = tracing::debug_span!(
+                let span = crate::telemetry::sampled_span(|| {
+                    tracing::debug_span!(
                         "load",
                         otel.name = %format_args!("load {}", loader_name::<L>()),
-                    );
-                    queue.push(Box::pin(batch.instrument(span)));
-                } else {
-                    queue.push(Box::pin(batch));
-                }
+                    )
+                });
+                queue.push(Box::pin(batch.instrument(span)));
             },
             HashMapCache::default(),
         )

@@ -632,6 +632,8 @@ async fn cache_hits_are_compressed_whole_with_this_requests_extensions() {
         let zipped = post("gzip, deflate, br, zstd").await.expect("sent");
         assert_eq!(zipped.headers()["x-cache"], "HIT");
         assert_eq!(zipped.headers()["content-encoding"], "gzip");
+        // The compression layer streams what it compresses without a length: a length here
+        // says the answer was compressed once and remembered.
         let length: usize = zipped.headers()["content-length"]
             .to_str()
             .expect("ascii")
