@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::compression::predicate::SizeAbove;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
@@ -35,8 +35,10 @@ use crate::cache::ResponseCache;
 use crate::cache::memory_store::MemoryStore;
 use crate::cache::redis_store::RedisStore;
 use crate::cache::store::CacheStore;
+use crate::changes::ChangeFeed;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
+use crate::endpoint::realtime::Realtime;
 use crate::error::AppError;
 use crate::gateway::limits::Limits;
 use crate::gateway::persisted::PersistedQueries;
@@ -217,12 +219,14 @@ impl App {
             introspection: config.server.introspection,
             limits,
             documents: DocumentCache::new(DOCUMENT_CACHE_BYTES),
+            changes: Arc::new(change_feed(config)?),
         };
         let listener = TcpListener::bind(config.server.listen).await?;
         let metrics_listener = match config.server.metrics_listen {
             Some(address) => Some(TcpListener::bind(address).await?),
             None => None,
         };
+        let realtime = Arc::new(Realtime::new(&config.realtime, Arc::clone(&metrics)));
         Ok(Self {
             listener,
             state: AppState::new(SharedState {
@@ -241,6 +245,7 @@ impl App {
                 redis,
                 pool_max: config.database.max_connections,
                 traced,
+                realtime,
             }),
             metrics_listener,
             shutdown: ShutdownTimes {
@@ -290,6 +295,7 @@ impl App {
             Arc::clone(&self.state.metrics),
         ));
         let draining = Arc::clone(&self.state.draining);
+        let realtime = Arc::clone(&self.state.realtime);
         let times = self.shutdown;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let graceful = async move {
@@ -302,8 +308,9 @@ impl App {
             tokio::time::sleep(times.grace).await;
             tracing::info!(
                 timeout_secs = times.timeout.as_secs(),
-                "stopping: no new connections; finishing the requests in flight"
+                "stopping: no new connections; finishing the requests in flight; closing WebSockets and event streams"
             );
+            realtime.close_all();
             let _ = stopping.send(());
         };
         let app = router(self.state);
@@ -328,6 +335,19 @@ impl App {
         sampler.abort();
         result
     }
+}
+
+/// The change feed: in process, and shared through Redis when it is configured (on connections of
+/// its own: a publisher and a listener).
+fn change_feed(config: &Config) -> Result<ChangeFeed, StartError> {
+    let feed = ChangeFeed::new(config.realtime.buffer as usize);
+    let Some(url) = &config.redis.url else {
+        return Ok(feed);
+    };
+    let publisher = RedisClient::connect(url, &config.redis.prefix, config.redis.timeout())?;
+    Ok(feed
+        .with_redis(url, &config.redis.prefix, publisher)
+        .map_err(crate::redis_client::RedisError::from)?)
 }
 
 /// Once a second, times how long getting a connection from the pool takes (and gives it back at
@@ -493,7 +513,11 @@ pub fn router(state: AppState) -> Router {
         .layer(
             CompressionLayer::new()
                 .quality(CompressionLevel::Fastest)
-                .compress_when(SizeAbove::new(crate::endpoint::COMPRESS_ABOVE_BYTES)),
+                .compress_when(
+                    // Event streams go out as they come, never held back by an encoder.
+                    SizeAbove::new(crate::endpoint::COMPRESS_ABOVE_BYTES)
+                        .and(NotForContentType::SSE),
+                ),
         );
 
     let mut router = Router::new()

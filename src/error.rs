@@ -46,6 +46,12 @@ pub mod code {
     pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
     /// The request body did not arrive in time.
     pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
+    /// The client holds its most real-time connections (`CONDUIT_MAX_WS_PER_CLIENT`).
+    pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
+    /// The WebSocket holds its most subscriptions (`CONDUIT_MAX_SUBSCRIPTIONS_PER_CONNECTION`).
+    pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
+    /// An event stream fell too far behind the changes and was ended.
+    pub const SLOW_CONSUMER: &str = "SLOW_CONSUMER";
 }
 
 /// Field name -> reason, for `BAD_USER_INPUT`.

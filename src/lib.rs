@@ -6,6 +6,7 @@ pub mod articles;
 pub mod auth;
 pub mod buckets;
 pub mod cache;
+pub mod changes;
 /// Comments on articles.
 pub mod comments;
 pub mod config;

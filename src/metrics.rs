@@ -222,6 +222,21 @@ impl Metrics {
             Unit::Count,
             "Operations that selected a deprecated field.",
         );
+        counter(
+            "conduit_subscription_events_total",
+            Unit::Count,
+            "Subscription events delivered.",
+        );
+        counter(
+            "conduit_subscriptions_ended_total",
+            Unit::Count,
+            "Subscriptions and real-time connections the server ended, by reason (slow_consumer, unauthenticated, rate_limited, shutdown).",
+        );
+        counter(
+            "conduit_realtime_refused_total",
+            Unit::Count,
+            "Real-time connections and subscriptions refused by a cap, by cap (per_client, total, per_connection).",
+        );
         let histogram = |name: &'static str, unit: Unit, help: &'static str| {
             self.recorder
                 .describe_histogram(name.into(), Some(unit), SharedString::from(help));
@@ -299,6 +314,16 @@ impl Metrics {
             "conduit_redis_up",
             Unit::Count,
             "1 while Redis answers (its circuit is closed), 0 while it is open.",
+        );
+        gauge(
+            "conduit_subscriptions_active",
+            Unit::Count,
+            "Subscriptions open now (WebSocket and SSE).",
+        );
+        gauge(
+            "conduit_realtime_connections",
+            Unit::Count,
+            "Open real-time connections, by transport (websocket, sse).",
         );
         gauge(
             "conduit_draining",
@@ -437,6 +462,48 @@ impl Metrics {
     pub fn in_flight(&self, delta: i64) {
         let now = self.in_flight.fetch_add(delta, Ordering::Relaxed) + delta;
         self.hot.in_flight.set(now as f64);
+    }
+
+    /// One subscription more (or, with a negative `delta`, fewer).
+    pub fn subscriptions(&self, delta: f64) {
+        self.gauge("conduit_subscriptions_active").increment(delta);
+    }
+
+    /// One real-time connection over `transport` more (or fewer).
+    pub fn realtime_connections(&self, transport: &'static str, delta: f64) {
+        self.recorder
+            .register_gauge(
+                &Key::from_parts(
+                    "conduit_realtime_connections",
+                    vec![Label::new("transport", transport)],
+                ),
+                &METADATA,
+            )
+            .increment(delta);
+    }
+
+    /// One subscription event delivered.
+    pub fn subscription_event(&self) {
+        self.counter("conduit_subscription_events_total", Vec::new())
+            .increment(1);
+    }
+
+    /// A subscription or connection the server ended for `reason`.
+    pub fn subscription_ended(&self, reason: &'static str) {
+        self.counter(
+            "conduit_subscriptions_ended_total",
+            vec![Label::new("reason", reason)],
+        )
+        .increment(1);
+    }
+
+    /// A connection or subscription refused by `cap`.
+    pub fn realtime_refused(&self, cap: &'static str) {
+        self.counter(
+            "conduit_realtime_refused_total",
+            vec![Label::new("cap", cap)],
+        )
+        .increment(1);
     }
 
     /// The metrics in the Prometheus text format, with the gauges read from `snapshot`.

@@ -1,16 +1,18 @@
-//! Assembles `Query` and `Mutation` from the areas' roots and attaches per-request data.
+//! Assembles `Query`, `Mutation` and `Subscription` from the areas' roots and attaches per-request data.
 
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
 use async_graphql::{
-    EmptySubscription, MergedObject, Request, Response, SDLExportOptions, Schema, SchemaBuilder,
+    MergedObject, MergedSubscription, Request, Response, SDLExportOptions, Schema, SchemaBuilder,
 };
 use sea_orm::DatabaseConnection;
 
-use crate::articles::{mutation::ArticlesMutation, query::ArticlesQuery};
+use crate::articles::{
+    mutation::ArticlesMutation, query::ArticlesQuery, subscription::ArticlesSubscription,
+};
 use crate::auth::{AuthThrottle, Passwords, Revocations, Tokens, Viewer};
-use crate::comments::mutation::CommentsMutation;
+use crate::comments::{mutation::CommentsMutation, subscription::CommentsSubscription};
 use crate::graphql::loading::{BatchQueue, LoaderScope};
 use crate::node::NodeQuery;
 use crate::tags::query::TagsQuery;
@@ -25,8 +27,13 @@ pub struct Query(UsersQuery, ArticlesQuery, TagsQuery, NodeQuery);
 #[derive(MergedObject, Default)]
 pub struct Mutation(UsersMutation, ArticlesMutation, CommentsMutation);
 
+/// Everything a client can follow as it happens: over a WebSocket (`graphql-transport-ws`) or
+/// Server-Sent Events on `/graphql`. Events come after the change commits.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(ArticlesSubscription, CommentsSubscription);
+
 /// The Conduit GraphQL schema.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// What every resolver may reach, shared by all requests.
 #[derive(Clone)]
@@ -59,16 +66,20 @@ pub struct Backstop {
 pub fn builder(
     shared: SharedData,
     backstop: Backstop,
-) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .data(shared.db)
-        .data(shared.passwords)
-        .data(shared.tokens)
-        .data(shared.throttle)
-        .data(shared.revocations)
-        .limit_depth(backstop.max_depth)
-        .limit_complexity(backstop.max_complexity)
-        .limit_directives(backstop.max_directives)
+) -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .data(shared.db)
+    .data(shared.passwords)
+    .data(shared.tokens)
+    .data(shared.throttle)
+    .data(shared.revocations)
+    .limit_depth(backstop.max_depth)
+    .limit_complexity(backstop.max_complexity)
+    .limit_directives(backstop.max_directives)
 }
 
 /// The schema operations run on. It validates in async-graphql's fast mode: the gateway has had
@@ -145,7 +156,14 @@ pub fn cache_hints() -> std::collections::HashMap<String, (i32, bool)> {
 
 /// The schema's SDL: the API contract kept in `schema.graphql`.
 pub fn sdl() -> String {
-    sdl_of(&Schema::build(Query::default(), Mutation::default(), EmptySubscription).finish())
+    sdl_of(
+        &Schema::build(
+            Query::default(),
+            Mutation::default(),
+            Subscription::default(),
+        )
+        .finish(),
+    )
 }
 
 /// The description that introspection gives the schema (async-graphql answers it for every schema).
@@ -161,7 +179,7 @@ pub fn sdl_of(schema: &AppSchema) -> String {
         None => types.trim_end(),
     };
     format!(
-        "\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"\nschema {{\n\tquery: Query\n\tmutation: Mutation\n}}\n\n{types}\n"
+        "\"\"\"\n{SCHEMA_DESCRIPTION}\n\"\"\"\nschema {{\n\tquery: Query\n\tmutation: Mutation\n\tsubscription: Subscription\n}}\n\n{types}\n"
     )
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::HttpSettings;
 use crate::db::StatementCounter;
+use crate::endpoint::realtime::Realtime;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::redis_client::RedisClient;
@@ -98,6 +99,8 @@ pub struct SharedState {
     pub pool_max: u32,
     /// Whether traces are exported (requests continue the caller's `traceparent`).
     pub traced: bool,
+    /// The real-time transports' caps and open connections.
+    pub realtime: Arc<Realtime>,
 }
 
 impl SharedState {

@@ -1,12 +1,17 @@
 // Conduit's playground: GraphiQL pointed at /graphql, with example operations, the headers editor
-// for the token, and the docs explorer. Bundled by build.mjs into dist/.
+// for the token, and the docs explorer. Subscriptions go over a WebSocket to the same /graphql
+// (graphql-ws), signed in with the headers editor's Authorization, sent as connection params.
+// Bundled by build.mjs into dist/.
 import React from 'react';
 import { createRoot } from 'react-dom/client';
 import { GraphiQL } from 'graphiql';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
 import 'graphiql/graphiql.css';
 
-const fetcher = createGraphiQLFetcher({ url: '/graphql' });
+// ws: or wss: to this host, so the page's `connect-src 'self'` allows it. For each subscription the
+// toolkit opens a graphql-ws client with the headers editor's JSON as its connectionParams.
+const subscriptionUrl = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/graphql`;
+const fetcher = createGraphiQLFetcher({ url: '/graphql', subscriptionUrl });
 
 const register = `# Create an account: the answer holds a token.
 # Put it in the Headers tab below as {"Authorization": "Bearer <token>"}.
@@ -51,6 +56,18 @@ query Feed {
   }
 }`;
 
+const newArticles = `# Articles as they are published, pushed over a WebSocket: run this, then publish one
+# (createArticle, signed in) from another browser window and watch it arrive here.
+# Narrow it down with articlePublished(tag: "rust") or articlePublished(author: "jake").
+subscription NewArticles {
+  articlePublished {
+    slug
+    title
+    author { username }
+    tags { name }
+  }
+}`;
+
 function Playground() {
   return (
     <GraphiQL
@@ -61,6 +78,7 @@ function Playground() {
         { query: register },
         { query: login },
         { query: feed },
+        { query: newArticles },
       ]}
       isHeadersEditorEnabled
       shouldPersistHeaders

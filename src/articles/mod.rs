@@ -5,4 +5,5 @@ pub mod mutation;
 pub mod query;
 pub mod service;
 pub mod slug;
+pub mod subscription;
 pub mod types;

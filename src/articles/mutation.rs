@@ -31,6 +31,7 @@ impl ArticlesMutation {
             tags: input.tags.unwrap_or_default(),
         };
         let article = service::create(ctx.db(), viewer, new).await?;
+        ctx.created_tag(cache_tags::entity(NodeKind::Article, article.id));
         ctx.write_tag(cache_tags::list(NodeKind::Article));
         ctx.write_tag(cache_tags::tags());
         Ok(CreateArticlePayload {

@@ -321,3 +321,14 @@ pub struct DeleteArticlePayload {
     /// The global id of the deleted article.
     pub deleted_id: ID,
 }
+
+/// A change to an article, as `articleChanged` delivers it.
+#[derive(SimpleObject)]
+pub struct ArticleChange {
+    /// The article's slug: its new one when the title changed, its last one once deleted.
+    pub slug: String,
+    /// Whether the article was deleted (`article` is null then).
+    pub deleted: bool,
+    /// The article's new state; null once deleted.
+    pub article: Option<Article>,
+}

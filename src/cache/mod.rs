@@ -84,6 +84,8 @@ pub struct Record {
     pub reads: Option<Tags>,
     /// Tags a mutation changed.
     pub writes: Tags,
+    /// The entities a mutation created (also among `writes`): for the change feed.
+    pub created: Tags,
     private: AtomicBool,
 }
 

@@ -3,4 +3,5 @@
 pub mod loaders;
 pub mod mutation;
 pub mod service;
+pub mod subscription;
 pub mod types;

@@ -23,6 +23,7 @@ impl CommentsMutation {
     ) -> FieldResult<AddCommentPayload> {
         let viewer = ctx.viewer().require()?;
         let comment = service::add(ctx.db(), viewer, &slug, input.body).await?;
+        ctx.created_tag(cache_tags::entity(NodeKind::Comment, comment.id));
         ctx.write_tag(cache_tags::list(NodeKind::Comment));
         Ok(AddCommentPayload {
             comment: Comment(comment),

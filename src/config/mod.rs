@@ -117,6 +117,9 @@ pub struct Config {
     /// Persisted and trusted documents.
     #[command(flatten)]
     pub persisted: PersistedSettings,
+    /// Subscriptions over WebSockets and Server-Sent Events.
+    #[command(flatten)]
+    pub realtime: RealtimeSettings,
     /// Logging.
     #[command(flatten)]
     pub log: LogSettings,
@@ -391,6 +394,38 @@ impl HttpSettings {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }
+}
+
+/// Subscriptions over WebSockets and Server-Sent Events.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Subscriptions")]
+pub struct RealtimeSettings {
+    /// Most WebSocket and event-stream connections one client (address) holds at once; more are
+    /// refused with 429.
+    #[arg(long, env = "CONDUIT_MAX_WS_PER_CLIENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_ws_per_client: u32,
+
+    /// Most subscriptions open at once on one WebSocket.
+    #[arg(long, env = "CONDUIT_MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscriptions_per_connection: u32,
+
+    /// Most WebSocket and event-stream connections on this instance; more are refused with 503.
+    #[arg(id = "max_ws_connections", long = "max-ws-connections", env = "CONDUIT_MAX_WS_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// How many changes a subscriber may fall behind, and how many messages may wait to be
+    /// written to one connection, before it is dropped as a slow consumer.
+    #[arg(id = "subscription_buffer", long = "subscription-buffer", env = "CONDUIT_SUBSCRIPTION_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub buffer: u32,
+
+    /// Seconds between the server's keep-alive pings on a WebSocket (and comments on an event
+    /// stream); a WebSocket silent for three times as long is closed.
+    #[arg(id = "ws_keepalive_secs", long = "ws-keepalive-secs", env = "CONDUIT_WS_KEEPALIVE_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keepalive_secs: u64,
+
+    /// Seconds a WebSocket may stay open without `connection_init` (closed with 4408 after).
+    #[arg(id = "ws_init_timeout_secs", long = "ws-init-timeout-secs", env = "CONDUIT_WS_INIT_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub init_timeout_secs: u64,
 }
 
 /// Persisted and trusted documents.

@@ -1,5 +1,6 @@
-//! Transports: `/graphql` over HTTP (`GET` and `POST`). Each reads the request, hands its
-//! operations to the gateway's stages and writes the answer; no check lives only here.
+//! Transports: `/graphql` over HTTP (`GET` and `POST`), over a WebSocket (`graphql-transport-ws`)
+//! and as Server-Sent Events. Each reads the request, hands its operations to the gateway's stages
+//! and writes the answer; no check lives only here.
 //!
 //! Hand-written rather than async-graphql-axum's `GraphQLRequest` extractor: the extractor reads
 //! the whole body before the handler runs, with neither the body-read deadline nor the in-flight
@@ -8,8 +9,11 @@
 
 pub mod client_address;
 mod precompressed;
+pub mod realtime;
 pub mod request;
 pub mod response;
+pub mod sse;
+pub mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,10 +36,43 @@ use crate::{db, telemetry};
 /// Bodies larger than this are compressed (when the client accepts it).
 pub const COMPRESS_ABOVE_BYTES: u64 = 1024;
 
-/// `GET` and `POST /graphql`: one operation, or a batch of them.
+/// `/graphql`: a WebSocket upgrade, an event stream (`POST` with `Accept: text/event-stream`), or
+/// plain HTTP.
 pub async fn graphql(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let streaming =
+        websocket::is_upgrade(&parts) || sse::wants_events(&parts.method, &parts.headers);
+    if !streaming {
+        return http(state, peer, parts.method, parts.uri, parts.headers, body).await;
+    }
+    let settings = &state.endpoint;
+    let address = ClientAddress::new(client_address::resolve(
+        &parts.headers,
+        peer,
+        settings.client_ip_header.as_ref(),
+        settings.trusted_proxies,
+    ));
+    if websocket::is_upgrade(&parts) {
+        websocket::upgrade(state, address, parts).await
+    } else {
+        sse::serve(
+            state,
+            address,
+            (parts.method, parts.uri, parts.headers),
+            body,
+        )
+        .await
+    }
+}
+
+/// `GET` and `POST /graphql` over plain HTTP: one operation, or a batch of them.
+async fn http(
+    state: AppState,
+    peer: SocketAddr,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -118,6 +155,7 @@ async fn serve(
     let transport = Transport {
         mutations: method == Method::POST,
         cacheable: true,
+        subscriptions: false,
     };
     let gateway = &state.gateway;
     let authorization = headers

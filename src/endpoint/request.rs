@@ -159,7 +159,7 @@ pub async fn read(
 }
 
 /// One operation from its JSON object.
-fn operation(value: Value) -> Result<RawOperation, HttpError> {
+pub fn operation(value: Value) -> Result<RawOperation, HttpError> {
     let Value::Object(mut object) = value else {
         return Err(HttpError::bad_request(
             "Each operation of a batch must be a JSON object",

@@ -49,6 +49,13 @@ impl HttpError {
     }
 }
 
+impl HttpError {
+    /// The same refusal as a GraphQL response, for transports that answer in-band.
+    pub fn to_graphql(&self) -> async_graphql::Response {
+        crate::gateway::refusal(self.message.clone(), self.code)
+    }
+}
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let mut extensions = serde_json::Map::new();

@@ -32,6 +32,8 @@ pub struct Transport {
     pub mutations: bool,
     /// Whether answers may come from, and go to, the response cache.
     pub cacheable: bool,
+    /// Whether subscriptions may be sent this way (a WebSocket or an event stream).
+    pub subscriptions: bool,
 }
 
 /// Who sends the operations.

@@ -161,8 +161,15 @@ impl Gateway {
         let (request, batches) = schema::with_request_data(request, &self.db, caller.viewer);
         let request = request.data(caller.address).data(recorder.clone());
         let response = loading::drive(self.schema.execute(request), batches).await;
-        if let Some(cache) = &self.cache {
-            cache.invalidate(recorder.0.writes.take()).await;
+        // What the mutation wrote after it committed: stale cache entries, and news for
+        // subscribers.
+        let written = recorder.0.writes.take();
+        if !written.is_empty() {
+            let created = recorder.0.created.take();
+            if let Some(cache) = &self.cache {
+                cache.invalidate(written.clone()).await;
+            }
+            self.changes.publish(written, created);
         }
         let record: &Record = &recorder.0;
         let request_error = matches!(response.data, async_graphql::Value::Null)

@@ -1,5 +1,5 @@
 //! Request admission, shared by every transport: the staged pipeline that every GraphQL operation
-//! passes, whether it came over HTTP (now) or a WebSocket or SSE (next).
+//! passes, whether it came over HTTP, a WebSocket or Server-Sent Events.
 //!
 //! ```text
 //! read (transport) -> authenticate -> prepare -> admit -> execute -> settle -> respond (transport)
@@ -17,6 +17,8 @@
 //! - **settle** ([`Gateway::settle`]): actual cost, refund, `extensions`, error codes.
 //!
 //! One [`Exchange`] carries the caller, the budget and the operations through the stages.
+//! Streaming transports hand each operation to [`Gateway::stream`]: the same stages, then a
+//! subscription opens and runs again for each change that concerns it (see `subscribe`).
 
 mod admit;
 mod authenticate;
@@ -31,6 +33,7 @@ mod prepare;
 pub mod schema_info;
 mod serialize;
 mod settle;
+mod subscribe;
 
 use std::sync::Arc;
 
@@ -40,9 +43,11 @@ pub use self::exchange::{
 };
 pub use self::execute::Outcome;
 pub use self::prepare::{DocumentCache, Rejection};
+pub use self::subscribe::{CloseReason, Delivery, Subscriber, expiry, refusal};
 
 use crate::auth::{Revocations, Tokens};
 use crate::cache::ResponseCache;
+use crate::changes::ChangeFeed;
 use crate::metrics::Metrics;
 use crate::schema::AppSchema;
 use sea_orm::DatabaseConnection;
@@ -79,4 +84,6 @@ pub struct Gateway {
     pub introspection: bool,
     /// Documents already parsed, checked and validated.
     pub documents: DocumentCache,
+    /// What committed mutations changed, for subscriptions.
+    pub changes: Arc<ChangeFeed>,
 }

@@ -113,6 +113,15 @@ impl Gateway {
         if checked.operation_type == OperationType::Mutation && !transport.mutations {
             return Err(Rejection::MutationNotAllowed);
         }
+        if checked.operation_type == OperationType::Subscription && !transport.subscriptions {
+            return Ok(Operation::refused(
+                request_error(
+                    "Subscriptions are served over a WebSocket (graphql-transport-ws) or as Server-Sent Events (POST with Accept: text/event-stream) on /graphql",
+                    code::BAD_REQUEST,
+                ),
+                0,
+            ));
+        }
         let variables_json = serde_json::Value::Object(raw.variables);
         let variables_text = variables_json.to_string();
         // What depends on the variables too is remembered for small variable sets (large ones,
@@ -264,6 +273,15 @@ impl Gateway {
             })?;
         let measures = cost::measure(&plan, &variables, &self.schema_info)
             .map_err(|err| Box::new(Operation::from(err)))?;
+        if plan.operation.ty == OperationType::Subscription && measures.root_fields != 1 {
+            return Err(Box::new(Operation::refused(
+                request_error(
+                    "A subscription selects exactly one root field",
+                    code::GRAPHQL_VALIDATION_FAILED,
+                ),
+                0,
+            )));
+        }
         let limits = &self.limits;
         let exceeded = if measures.depth > limits.max_depth {
             Some(LimitError::too_deep(

@@ -125,7 +125,7 @@ impl Gateway {
 }
 
 /// Gives every error a stable `extensions.code`, and internal errors the request id; the code.
-fn classify(error: &mut ServerError, request_id: &str) -> String {
+pub(super) fn classify(error: &mut ServerError, request_id: &str) -> String {
     let extensions = error
         .extensions
         .get_or_insert_with(ErrorExtensionValues::default);

@@ -23,6 +23,9 @@ pub trait ContextExt {
     fn read_tag(&self, tag: CacheTag);
     /// Records that this mutation changed what `tag` stands for (invalidated after it commits).
     fn write_tag(&self, tag: CacheTag);
+    /// Records that this mutation created the entity `tag` stands for: a change to it, and news
+    /// for the subscriptions to new entities.
+    fn created_tag(&self, tag: CacheTag);
     /// Records that the response depends on who asks: every resolver of a private field calls it
     /// as it runs, so the response is never stored under the public key.
     fn mark_private(&self);
@@ -58,6 +61,13 @@ impl ContextExt for Context<'_> {
     fn write_tag(&self, tag: CacheTag) {
         if let Some(recorder) = self.data_opt::<Recorder>() {
             recorder.0.writes.add(tag);
+        }
+    }
+
+    fn created_tag(&self, tag: CacheTag) {
+        if let Some(recorder) = self.data_opt::<Recorder>() {
+            recorder.0.writes.add(tag);
+            recorder.0.created.add(tag);
         }
     }
 

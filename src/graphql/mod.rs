@@ -7,6 +7,7 @@ pub mod id;
 pub mod loading;
 pub mod resolver_spans;
 pub mod scalars;
+pub mod subscription;
 
 pub use connection::{CacheTagged, PageInfo, TotalCount};
 pub use context::ContextExt;

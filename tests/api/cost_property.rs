@@ -274,10 +274,12 @@ async fn the_requested_cost_covers_everything_that_executes() {
         db,
         introspection: true,
         documents: conduit::gateway::DocumentCache::new(1024 * 1024),
+        changes: Arc::new(conduit::changes::ChangeFeed::new(16)),
     };
     let transport = Transport {
         mutations: false,
         cacheable: false,
+        subscriptions: false,
     };
     let handle = tokio::runtime::Handle::current();
     let ran = AtomicU64::new(0);

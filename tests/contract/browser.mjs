@@ -1,12 +1,45 @@
 // The playground in a real browser (Debian's Chromium, driven by playwright-core): the page loads
 // nothing from another host and breaks no Content-Security-Policy rule, offers the example
-// operations, the headers editor and the docs explorer, and runs a query.
+// operations, the headers editor and the docs explorer, runs a query, and runs the subscription
+// example over a WebSocket to the same host, signed in with the headers editor's Authorization
+// (sent as connection params): an article published meanwhile shows up in the result window.
 // Usage: node browser.mjs http://127.0.0.1:8080
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 const base = process.argv[2];
 const origin = new URL(base).origin;
+
+/** A query or mutation from here (not the page) over HTTP. */
+async function graphql(query, variables, token) {
+  const response = await fetch(`${base}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await response.json();
+  assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+  return body.data;
+}
+
+function deferred() {
+  let resolve;
+  const promise = new Promise((res) => (resolve = res));
+  return { promise, resolve };
+}
+
+/** `promise`, or a failure naming `what` after 30 s. */
+async function within(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after 30 s waiting for ${what}`)), 30_000);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 const browser = await chromium.launch({
   executablePath: process.env.CONDUIT_CHROMIUM ?? '/usr/bin/chromium',
   args: ['--no-sandbox', '--headless=new'],
@@ -49,10 +82,63 @@ try {
   );
   const result = await page.locator('.result-window').textContent();
   assert.match(result, /"articles"/);
+
+  // The subscription example, signed in through the headers editor.
+  const suffix = Date.now().toString(36);
+  const registered = await graphql(
+    `mutation Register($input: RegisterInput!) { register(input: $input) { token } }`,
+    { input: { username: `browser-${suffix}`, email: `browser-${suffix}@example.com`, password: 'password123' } },
+  );
+  const token = registered.register.token;
+  const init = deferred();
+  const subscribed = deferred();
+  page.on('websocket', (socket) => {
+    socket.on('framesent', ({ payload }) => {
+      let message;
+      try {
+        message = JSON.parse(payload);
+      } catch {
+        return;
+      }
+      if (message.type === 'connection_init') init.resolve({ url: socket.url(), payload: message.payload });
+      if (message.type === 'subscribe') subscribed.resolve(message.payload);
+    });
+  });
+  await page.locator('.graphiql-tab', { hasText: 'NewArticles' }).click();
+  // Headers belong to a tab: these go with the subscription's.
+  await page.getByText('Headers', { exact: true }).click();
+  await page.evaluate((headers) => {
+    // The variables and headers editors share a place; the one not hidden is the headers one.
+    const editors = document.querySelectorAll('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror');
+    if (editors.length !== 1) throw new Error(`one headers editor shown, not ${editors.length}`);
+    editors[0].CodeMirror.setValue(headers);
+  }, JSON.stringify({ Authorization: `Bearer ${token}` }));
+  await page.click('.graphiql-execute-button');
+  const connection = await within(init.promise, 'the playground to open a WebSocket');
+  assert.equal(new URL(connection.url).host, new URL(base).host);
+  assert.equal(new URL(connection.url).pathname, '/graphql');
+  assert.equal(connection.payload?.Authorization, `Bearer ${token}`, 'the headers editor as connection params');
+  const operation = await within(subscribed.promise, 'the playground to subscribe');
+  assert.match(operation.query, /articlePublished/);
+  await page.waitForTimeout(300);
+  const created = await graphql(
+    `mutation Publish($input: CreateArticleInput!) { createArticle(input: $input) { article { slug } } }`,
+    { input: { title: `Live ${suffix}`, description: 'From the browser check', body: 'Body', tags: [] } },
+    token,
+  );
+  const { slug } = created.createArticle.article;
+  await page.waitForFunction(
+    (slug) => document.querySelector('.result-window')?.textContent?.includes(slug),
+    slug,
+    { timeout: 30_000 },
+  );
+  assert.match(await page.locator('.result-window').textContent(), /"articlePublished"/);
   if (process.env.CONDUIT_SCREENSHOT) await page.screenshot({ path: process.env.CONDUIT_SCREENSHOT });
   assert.deepEqual(foreign, [], 'nothing is loaded from another host');
   assert.deepEqual(problems, [], 'no console errors (CSP violations included)');
-  console.log(`playground: ${tabs} example tabs, docs explorer, headers editor; a query ran in Chromium`);
+  console.log(
+    `playground: ${tabs} example tabs, docs explorer, headers editor; a query and a subscription (WebSocket) ran in Chromium`,
+  );
 } finally {
   await browser.close();
 }

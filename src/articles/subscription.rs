@@ -1,0 +1,135 @@
+//! The root subscription fields of articles.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Subscription};
+use entity::article;
+use futures::Stream;
+use sea_orm::DatabaseConnection;
+
+use super::service;
+use super::types::{Article, ArticleChange};
+use crate::changes::Change;
+use crate::graphql::subscription::{self, Interest};
+use crate::graphql::{ContextExt, FieldResult, NodeKind};
+use crate::{tags, users};
+
+/// Articles' part of `Subscription`.
+#[derive(Default)]
+pub struct ArticlesSubscription;
+
+/// A new article as every subscriber of a change sees it: its row, tag names and author's name.
+#[derive(Clone, Default)]
+struct Published(Option<Arc<(article::Model, Vec<String>, String)>>);
+
+/// The article `id` as it is now (`None`: deleted), read once per change.
+async fn current(change: &Change, db: &DatabaseConnection, id: i64) -> Option<article::Model> {
+    change
+        .shared(&format!("Article:{id}"), async {
+            match service::find_by_ids(db, &[id]).await {
+                Ok(mut found) => found.pop(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "a changed article could not be read");
+                    None
+                }
+            }
+        })
+        .await
+}
+
+/// The new article `id` with its tag names and author's name, read once per change.
+async fn published(change: &Change, db: &DatabaseConnection, id: i64) -> Published {
+    change
+        .shared(&format!("Published:{id}"), async {
+            let article = current(change, db, id).await?;
+            let tags = tags::service::names_by_article(db, &[id]).await.ok()?;
+            let author = users::service::find_by_ids(db, &[article.author_id])
+                .await
+                .ok()?
+                .pop()?;
+            let tags = tags.get(&id).cloned().unwrap_or_default();
+            Some(Arc::new((article, tags, author.username)))
+        })
+        .await
+        .map_or_else(Published::default, |article| Published(Some(article)))
+}
+
+#[Subscription]
+impl ArticlesSubscription {
+    /// An article published after the subscription started, optionally only with this tag or by this author.
+    async fn article_published(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only articles with this tag.")] tag: Option<String>,
+        #[graphql(desc = "Only articles by the user with this username.")] author: Option<String>,
+    ) -> FieldResult<impl Stream<Item = Article> + use<>> {
+        let step = subscription::step(ctx)?;
+        let Some(change) = &step.change else {
+            let interest: Interest = Arc::new(|change: Arc<Change>| {
+                Box::pin(async move { !change.created(NodeKind::Article.name()).is_empty() })
+            });
+            step.scope.listen(interest);
+            return Ok(futures::stream::iter(Vec::new()));
+        };
+        let mut articles = Vec::new();
+        for id in change.created(NodeKind::Article.name()) {
+            let Published(Some(new)) = published(change, ctx.db(), id).await else {
+                continue;
+            };
+            let (article, tags, username) = new.as_ref();
+            let tagged = tag.as_ref().is_none_or(|tag| tags.contains(tag));
+            let by = author.as_ref().is_none_or(|author| author == username);
+            if tagged && by {
+                articles.push(Article(article.clone()));
+            }
+        }
+        Ok(futures::stream::iter(articles))
+    }
+
+    /// A change to an article: its new state (also its favoritesCount), or null fields and `deleted: true` once deleted.
+    async fn article_changed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "The slug of the article to follow (it is followed when its slug changes)."
+        )]
+        slug: String,
+    ) -> FieldResult<impl Stream<Item = ArticleChange> + use<>> {
+        let step = subscription::step(ctx)?;
+        let scope = &step.scope;
+        let Some(change) = &step.change else {
+            let article = service::find_by_slug(ctx.db(), &slug)
+                .await?
+                .ok_or_else(|| service::no_such_article(&slug))?;
+            scope.anchor(article.id, &article.slug);
+            let id = article.id;
+            let interest: Interest = Arc::new(move |change: Arc<Change>| {
+                Box::pin(async move { change.changed(NodeKind::Article.name()).contains(&id) })
+            });
+            scope.listen(interest);
+            return Ok(futures::stream::iter(Vec::new()));
+        };
+        let Some(id) = scope.anchored() else {
+            return Ok(futures::stream::iter(Vec::new()));
+        };
+        let event = match current(change, ctx.db(), id).await {
+            Some(article) => {
+                scope.relabel(&article.slug);
+                ArticleChange {
+                    slug: article.slug.clone(),
+                    deleted: false,
+                    article: Some(Article(article)),
+                }
+            }
+            None => {
+                scope.finish();
+                ArticleChange {
+                    slug: scope.label(),
+                    deleted: true,
+                    article: None,
+                }
+            }
+        };
+        Ok(futures::stream::iter(vec![event]))
+    }
+}
