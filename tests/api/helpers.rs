@@ -151,6 +151,13 @@ async fn start(config: Config, db: Arc<TestDb>) -> TestApp {
 }
 
 impl TestApp {
+    /// Sends the app the signal to stop (as SIGTERM does): it drains, then stops.
+    pub fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
     /// A second instance of the same deployment: same database, same Redis keys, same settings.
     pub async fn sibling(&self) -> TestApp {
         start(self.config.clone(), self._db.clone()).await

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::helpers::{TestApp, data, error_code, spawn_app, spawn_app_with, test_redis_url};
 use super::realtime_client::{EventStream, RawFrame, Received, Socket};
+use crate::redis_proxy::RedisProxy;
 
 const COMMENT_ADDED: &str = "subscription($slug: String!) { commentAdded(slug: $slug) { id body author { username following } article { slug } } }";
 const ARTICLE_CHANGED: &str = "subscription($slug: String!) { articleChanged(slug: $slug) { slug deleted article { slug title favorited favoritesCount author { username following } } } }";
@@ -656,4 +657,94 @@ async fn instances_share_events_through_redis_and_only_then() {
         let event = socket.next_of("1").await;
         assert_eq!(data(&event)["commentAdded"]["body"], "local");
     }
+}
+
+#[tokio::test]
+async fn while_redis_is_down_local_subscribers_still_get_local_events() {
+    let Some(redis_url) = test_redis_url() else {
+        // Without Redis every event is local: covered by the tests above.
+        let app = spawn_app().await;
+        let author = app.register("author").await;
+        let slug = app.create_article(&author, "Local", &[]).await;
+        let mut socket = Socket::connect(&app, None).await;
+        socket
+            .subscribe("1", COMMENT_ADDED, json!({ "slug": slug }))
+            .await;
+        settle().await;
+        app.add_comment(&author, &slug, "local").await;
+        assert_eq!(
+            data(&socket.next_of("1").await)["commentAdded"]["body"],
+            "local"
+        );
+        return;
+    };
+    let proxy = RedisProxy::start(&redis_url).await;
+    let writer = spawn_app_with(|config| config.redis.url = Some(proxy.url())).await;
+    let other = writer.sibling().await;
+    let author = writer.register("author").await;
+    let slug = writer.create_article(&author, "Outage", &[]).await;
+    let mut local = Socket::connect(&writer, None).await;
+    let mut remote = Socket::connect(&other, None).await;
+    for socket in [&mut local, &mut remote] {
+        socket
+            .subscribe("1", COMMENT_ADDED, json!({ "slug": slug }))
+            .await;
+    }
+    settle().await;
+
+    proxy.stop();
+    writer
+        .add_comment(&author, &slug, "during the outage")
+        .await;
+    assert_eq!(
+        data(&local.next_of("1").await)["commentAdded"]["body"],
+        "during the outage"
+    );
+    // The other instance misses what was published meanwhile (documented).
+    remote.expect_silence(Duration::from_millis(500)).await;
+
+    // Once Redis is back, the instances listen again by themselves.
+    proxy.resume();
+    let mut delivered = None;
+    for attempt in 0..40 {
+        writer
+            .add_comment(&author, &slug, &format!("after {attempt}"))
+            .await;
+        local.next_of("1").await;
+        if let Some(Received::Message(message)) =
+            remote.receive_within(Duration::from_millis(300)).await
+        {
+            delivered = Some(message);
+            break;
+        }
+    }
+    let message = delivered.expect("the other instance gets events again after Redis is back");
+    assert!(
+        message["payload"]["data"]["commentAdded"]["body"]
+            .as_str()
+            .is_some_and(|body| body.starts_with("after")),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn stopping_the_server_closes_websockets_with_1012_and_ends_event_streams() {
+    let mut app = spawn_app_with(|config| config.server.shutdown_grace_secs = 0).await;
+    let mut socket = Socket::connect(&app, None).await;
+    socket
+        .subscribe("1", "subscription { articlePublished { slug } }", json!({}))
+        .await;
+    let response = EventStream::open(
+        &app,
+        None,
+        "subscription { articlePublished { slug } }",
+        json!({}),
+    )
+    .await;
+    let mut events = EventStream::of(response);
+    settle().await;
+    app.stop();
+    let (code, _) = socket.expect_close().await;
+    assert_eq!(code, 1012);
+    assert_eq!(events.next().await, None, "the event stream ends");
 }
