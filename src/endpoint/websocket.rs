@@ -56,6 +56,8 @@ pub mod close {
 const PROTOCOL: &str = "graphql-transport-ws";
 /// The reason async-graphql's close for a refused `connection_init` starts with.
 const FORBIDDEN_PREFIX: &str = "Forbidden: ";
+/// The read buffer of one socket, before a large message grows it.
+const READ_BUFFER_BYTES: usize = 4096;
 /// The longest time one message may take to be written before the connection is dropped.
 const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -109,6 +111,10 @@ pub async fn upgrade(state: AppState, address: ClientAddress, mut parts: Parts) 
         .protocols([PROTOCOL])
         .max_message_size(max_message)
         .max_frame_size(max_message)
+        // Most sockets sit idle: small buffers that grow when a message needs it (the defaults
+        // take 128 KiB per socket up front).
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             serve(
                 state,
