@@ -12,15 +12,17 @@ use super::types::{Article, ArticleChange};
 use crate::changes::Change;
 use crate::graphql::subscription::{self, Interest};
 use crate::graphql::{ContextExt, FieldResult, NodeKind};
+use crate::users::loaders::UserById;
+use crate::users::service::Profile;
 use crate::{tags, users};
 
 /// Articles' part of `Subscription`.
 #[derive(Default)]
 pub struct ArticlesSubscription;
 
-/// A new article as every subscriber of a change sees it: its row, tag names and author's name.
+/// A new article as every subscriber of a change sees it: its row, tag names and author.
 #[derive(Clone, Default)]
-struct Published(Option<Arc<(article::Model, Vec<String>, String)>>);
+struct Published(Option<Arc<(article::Model, Vec<String>, Profile)>>);
 
 /// The article `id` as it is now (`None`: deleted), read once per change.
 async fn current(change: &Change, db: &DatabaseConnection, id: i64) -> Option<article::Model> {
@@ -48,10 +50,51 @@ async fn published(change: &Change, db: &DatabaseConnection, id: i64) -> Publish
                 .ok()?
                 .pop()?;
             let tags = tags.get(&id).cloned().unwrap_or_default();
-            Some(Arc::new((article, tags, author.username)))
+            Some(Arc::new((article, tags, author)))
         })
         .await
         .map_or_else(Published::default, |article| Published(Some(article)))
+}
+
+/// The articles a change published with `tag` and by `author` (each when given).
+async fn matching(
+    change: &Change,
+    db: &DatabaseConnection,
+    (tag, author): &(Option<String>, Option<String>),
+) -> Vec<Arc<(article::Model, Vec<String>, Profile)>> {
+    let mut found = Vec::new();
+    for id in change.created(NodeKind::Article.name()) {
+        let Published(Some(new)) = published(change, db, id).await else {
+            continue;
+        };
+        let (_, tags, profile) = new.as_ref();
+        let tagged = tag.as_ref().is_none_or(|tag| tags.contains(tag));
+        let by = author
+            .as_ref()
+            .is_none_or(|author| *author == profile.username);
+        if tagged && by {
+            found.push(new);
+        }
+    }
+    found
+}
+
+/// The article `id` and its author as they are now (`None`: deleted), read once per change.
+async fn current_with_author(
+    change: &Change,
+    db: &DatabaseConnection,
+    id: i64,
+) -> Option<Arc<(article::Model, Option<Profile>)>> {
+    change
+        .shared(&format!("Article:{id}:author"), async {
+            let article = current(change, db, id).await?;
+            let author = users::service::find_by_ids(db, &[article.author_id])
+                .await
+                .ok()
+                .and_then(|mut found| found.pop());
+            Some(Arc::new((article, author)))
+        })
+        .await
 }
 
 #[Subscription]
@@ -64,26 +107,25 @@ impl ArticlesSubscription {
         #[graphql(desc = "Only articles by the user with this username.")] author: Option<String>,
     ) -> FieldResult<impl Stream<Item = Article> + use<>> {
         let step = subscription::step(ctx)?;
+        let wanted = Arc::new((tag, author));
         let Some(change) = &step.change else {
-            let interest: Interest = Arc::new(|change: Arc<Change>| {
-                Box::pin(async move { !change.created(NodeKind::Article.name()).is_empty() })
+            let db = ctx.db().clone();
+            let interest: Interest = Arc::new(move |change: Arc<Change>| {
+                let (db, wanted) = (db.clone(), Arc::clone(&wanted));
+                Box::pin(async move { !matching(&change, &db, &wanted).await.is_empty() })
             });
             step.scope.listen(interest);
             return Ok(futures::stream::iter(Vec::new()));
         };
-        let mut articles = Vec::new();
-        for id in change.created(NodeKind::Article.name()) {
-            let Published(Some(new)) = published(change, ctx.db(), id).await else {
-                continue;
-            };
-            let (article, tags, username) = new.as_ref();
-            let tagged = tag.as_ref().is_none_or(|tag| tags.contains(tag));
-            let by = author.as_ref().is_none_or(|author| author == username);
-            if tagged && by {
-                articles.push(Article(article.clone()));
-            }
-        }
-        Ok(futures::stream::iter(articles))
+        let new = matching(change, ctx.db(), &wanted).await;
+        ctx.loader::<UserById>()
+            .feed_many(new.iter().map(|new| (new.2.id, new.2.clone())))
+            .await;
+        Ok(futures::stream::iter(
+            new.into_iter()
+                .map(|new| Article(new.0.clone()))
+                .collect::<Vec<_>>(),
+        ))
     }
 
     /// A change to an article: its new state (also its favoritesCount), or null fields and `deleted: true` once deleted.
@@ -112,8 +154,15 @@ impl ArticlesSubscription {
         let Some(id) = scope.anchored() else {
             return Ok(futures::stream::iter(Vec::new()));
         };
-        let event = match current(change, ctx.db(), id).await {
-            Some(article) => {
+        let event = match current_with_author(change, ctx.db(), id).await {
+            Some(now) => {
+                let (article, author) = now.as_ref();
+                if let Some(author) = author {
+                    ctx.loader::<UserById>()
+                        .feed_one(author.id, author.clone())
+                        .await;
+                }
+                let article = article.clone();
                 scope.relabel(&article.slug);
                 ArticleChange {
                     slug: article.slug.clone(),

@@ -13,10 +13,34 @@ use crate::articles;
 use crate::changes::Change;
 use crate::graphql::subscription::{self, Interest};
 use crate::graphql::{ContextExt, FieldResult, NodeKind};
+use crate::users;
+use crate::users::loaders::UserById;
+use crate::users::service::Profile;
 
 /// Comments' part of `Subscription`.
 #[derive(Default)]
 pub struct CommentsSubscription;
+
+/// The authors of the new comments of a change, read once for every subscriber (each subscriber's
+/// loaders are fed them instead of reading them again).
+async fn authors(
+    change: &Change,
+    db: &DatabaseConnection,
+    comments: &[comment::Model],
+) -> Arc<Vec<Profile>> {
+    change
+        .shared("Comment:created:authors", async {
+            let ids: Vec<i64> = comments.iter().map(|comment| comment.author_id).collect();
+            match users::service::find_by_ids(db, &ids).await {
+                Ok(profiles) => Arc::new(profiles),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the authors of new comments could not be read");
+                    Arc::default()
+                }
+            }
+        })
+        .await
+}
 
 /// The new comments of a change, read once for every subscriber.
 async fn created(change: &Change, db: &DatabaseConnection) -> Arc<Vec<comment::Model>> {
@@ -66,13 +90,18 @@ impl CommentsSubscription {
             return Ok(futures::stream::iter(Vec::new()));
         };
         let article_id = scope.anchored();
-        let comments = created(change, ctx.db())
+        let comments: Vec<comment::Model> = created(change, ctx.db())
             .await
             .iter()
             .filter(|comment| Some(comment.article_id) == article_id)
             .cloned()
-            .map(Comment)
-            .collect::<Vec<_>>();
-        Ok(futures::stream::iter(comments))
+            .collect();
+        let authors = authors(change, ctx.db(), &comments).await;
+        ctx.loader::<UserById>()
+            .feed_many(authors.iter().map(|profile| (profile.id, profile.clone())))
+            .await;
+        Ok(futures::stream::iter(
+            comments.into_iter().map(Comment).collect::<Vec<_>>(),
+        ))
     }
 }

@@ -748,3 +748,43 @@ async fn stopping_the_server_closes_websockets_with_1012_and_ends_event_streams(
     assert_eq!(code, 1012);
     assert_eq!(events.next().await, None, "the event stream ends");
 }
+
+#[tokio::test]
+async fn one_event_reads_its_rows_once_for_all_subscribers() {
+    let app = spawn_app().await;
+    let author = app.register("author").await;
+    let slug = app.create_article(&author, "Crowded", &[]).await;
+    let comment_statements = {
+        let before = app.statements.get();
+        app.add_comment(&author, &slug, "without subscribers").await;
+        app.statements.get() - before
+    };
+    let mut sockets = Vec::new();
+    for _ in 0..10 {
+        let mut socket = Socket::connect(&app, None).await;
+        socket
+            .subscribe(
+                "1",
+                "subscription($slug: String!) { commentAdded(slug: $slug) { body author { username following } } }",
+                json!({ "slug": slug }),
+            )
+            .await;
+        sockets.push(socket);
+    }
+    settle().await;
+    let before = app.statements.get();
+    app.add_comment(&author, &slug, "for everyone").await;
+    for socket in &mut sockets {
+        assert_eq!(
+            data(&socket.next_of("1").await)["commentAdded"]["author"]["username"],
+            "author"
+        );
+    }
+    // The new comment and its author are read once for the ten subscribers (the anonymous
+    // subscribers' `following` needs no statement).
+    let with_subscribers = app.statements.get() - before;
+    assert!(
+        with_subscribers <= comment_statements + 2,
+        "{with_subscribers} statements with ten subscribers, {comment_statements} without"
+    );
+}
