@@ -38,12 +38,12 @@ use crate::cache::store::CacheStore;
 use crate::changes::ChangeFeed;
 use crate::config::Config;
 use crate::db::{self, StatementCounter};
-use crate::endpoint::realtime::Realtime;
 use crate::error::AppError;
 use crate::gateway::limits::Limits;
 use crate::gateway::persisted::PersistedQueries;
 use crate::gateway::schema_info::SchemaInfo;
 use crate::gateway::{Budget, DocumentCache, Gateway};
+use crate::realtime::Realtime;
 
 /// Bytes of parsed and validated documents kept, so that documents sent again (as clients do)
 /// are not parsed and validated again.

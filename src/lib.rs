@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod node;
 pub mod pagination;
 pub mod playground;
+pub mod realtime;
 pub mod redis_client;
 pub mod schema;
 pub mod seed;

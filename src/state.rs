@@ -10,9 +10,9 @@ use tokio::sync::Semaphore;
 
 use crate::config::HttpSettings;
 use crate::db::StatementCounter;
-use crate::endpoint::realtime::Realtime;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
+use crate::realtime::Realtime;
 use crate::redis_client::RedisClient;
 
 /// How `/graphql` reads requests and finds the client's address.

@@ -9,7 +9,6 @@
 
 pub mod client_address;
 mod precompressed;
-pub mod realtime;
 pub mod request;
 pub mod response;
 pub mod sse;

@@ -29,11 +29,11 @@ use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-use super::realtime::{Cap, ConnectionSlot, Realtime};
 use super::response::HttpError;
 use crate::auth::ClientAddress;
 use crate::error::code;
 use crate::gateway::{CloseReason, Delivery, Gateway, Subscriber, refusal};
+use crate::realtime::{Cap, ConnectionSlot, Realtime};
 use crate::state::AppState;
 
 /// Close codes this transport uses beyond the protocol's own.

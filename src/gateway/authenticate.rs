@@ -1,7 +1,7 @@
 //! The authenticate stage: the viewer from the token, and the client whose budget pays.
 
 use super::{Caller, Gateway};
-use crate::auth::{self, ClientAddress, Viewer};
+use crate::auth::ClientAddress;
 use crate::error::AppResult;
 
 impl Gateway {
@@ -13,10 +13,6 @@ impl Gateway {
         authorization: Option<&str>,
         address: ClientAddress,
     ) -> AppResult<Caller> {
-        let viewer = match auth::credentials(authorization, &self.tokens)? {
-            None => Viewer::anonymous(),
-            Some(claims) => self.revocations.viewer(claims).await?,
-        };
-        Ok(Caller::new(viewer, address))
+        Ok(self.subscriber(authorization, address).await?.caller)
     }
 }

@@ -139,15 +139,13 @@ impl Gateway {
         outcome
     }
 
-    /// Executes `prepared` with this request's data; after a mutation, invalidates what it
-    /// changed (to the end, even if the client goes away).
-    async fn execute_once(
+    /// The async-graphql request that runs `prepared` for `caller`, with the caller's data and
+    /// loaders; it must run under [`loading::drive`] with the returned queue.
+    pub(super) fn request_for(
         &self,
         prepared: &Prepared,
         caller: &Caller,
-        requested: u64,
-        recorder: Option<Recorder>,
-    ) -> Outcome {
+    ) -> (async_graphql::Request, loading::BatchQueue) {
         let mut request =
             async_graphql::Request::new(String::new()).variables(prepared.variables.clone());
         if let Some(name) = &prepared.operation_name {
@@ -157,9 +155,22 @@ impl Gateway {
         if !self.introspection {
             request = request.disable_introspection();
         }
-        let recorder = recorder.unwrap_or_default();
         let (request, batches) = schema::with_request_data(request, &self.db, caller.viewer);
-        let request = request.data(caller.address).data(recorder.clone());
+        (request.data(caller.address), batches)
+    }
+
+    /// Executes `prepared` with this request's data; after a mutation, invalidates what it
+    /// changed (to the end, even if the client goes away).
+    async fn execute_once(
+        &self,
+        prepared: &Prepared,
+        caller: &Caller,
+        requested: u64,
+        recorder: Option<Recorder>,
+    ) -> Outcome {
+        let recorder = recorder.unwrap_or_default();
+        let (request, batches) = self.request_for(prepared, caller);
+        let request = request.data(recorder.clone());
         let response = loading::drive(self.schema.execute(request), batches).await;
         // What the mutation wrote after it committed: stale cache entries, and news for
         // subscribers.

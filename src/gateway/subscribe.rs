@@ -32,7 +32,6 @@ use crate::changes::Change;
 use crate::error::{AppError, AppResult, code};
 use crate::graphql::loading;
 use crate::graphql::subscription::{SubscriptionScope, SubscriptionStep};
-use crate::schema;
 
 /// What streaming transports allow: everything, never from the cache.
 const STREAMING: Transport = Transport {
@@ -190,24 +189,11 @@ impl Gateway {
         scope: &Arc<SubscriptionScope>,
         change: Option<Arc<Change>>,
     ) -> Vec<async_graphql::Response> {
-        let mut request =
-            async_graphql::Request::new(String::new()).variables(prepared.variables.clone());
-        if let Some(name) = &prepared.operation_name {
-            request = request.operation_name(name);
-        }
-        request.set_parsed_query(prepared.document.as_ref().clone());
-        if !self.introspection {
-            request = request.disable_introspection();
-        }
-        let (request, batches) = schema::with_request_data(request, &self.db, caller.viewer);
-        let request =
-            request
-                .data(caller.address)
-                .data(Recorder::default())
-                .data(SubscriptionStep {
-                    scope: Arc::clone(scope),
-                    change,
-                });
+        let (request, batches) = self.request_for(prepared, caller);
+        let request = request.data(Recorder::default()).data(SubscriptionStep {
+            scope: Arc::clone(scope),
+            change,
+        });
         let responses = self.schema.execute_stream(request).collect::<Vec<_>>();
         loading::drive(responses, batches).await
     }

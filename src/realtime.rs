@@ -1,4 +1,5 @@
-//! What the real-time transports (WebSocket, Server-Sent Events) share: the caps on connections
+//! What the real-time transports (WebSocket, Server-Sent Events) share, kept in the state that
+//! every handler shares: the caps on connections
 //! (per client and in all), counted while each connection lives, and the signal that closes them
 //! all when the server stops.
 
