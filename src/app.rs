@@ -220,6 +220,8 @@ impl App {
             limits,
             documents: DocumentCache::new(DOCUMENT_CACHE_BYTES),
             changes: Arc::new(change_feed(config)?),
+            in_flight: Arc::new(Semaphore::new(config.http.max_in_flight as usize)),
+            execution_timeout: config.http.request_timeout(),
         };
         let listener = TcpListener::bind(config.server.listen).await?;
         let metrics_listener = match config.server.metrics_listen {
@@ -227,6 +229,7 @@ impl App {
             None => None,
         };
         let realtime = Arc::new(Realtime::new(&config.realtime, Arc::clone(&metrics)));
+        let in_flight = Arc::clone(&gateway.in_flight);
         Ok(Self {
             listener,
             state: AppState::new(SharedState {
@@ -238,7 +241,7 @@ impl App {
                 db,
                 statements,
                 metrics,
-                in_flight: Arc::new(Semaphore::new(config.http.max_in_flight as usize)),
+                in_flight,
                 introspection: config.server.introspection,
                 public_metrics: metrics_listener.is_none(),
                 draining: Arc::new(AtomicBool::new(false)),
@@ -296,6 +299,7 @@ impl App {
         ));
         let draining = Arc::clone(&self.state.draining);
         let realtime = Arc::clone(&self.state.realtime);
+        let realtime_after = Arc::clone(&realtime);
         let times = self.shutdown;
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let graceful = async move {
@@ -332,6 +336,9 @@ impl App {
                 Ok(())
             }
         };
+        // Upgraded connections are not tracked by the server's graceful shutdown: give them a
+        // moment to write their close frames (1012) before the process ends.
+        realtime_after.closed(Duration::from_secs(2)).await;
         sampler.abort();
         result
     }

@@ -118,6 +118,10 @@ struct RedisFeed {
     channel: String,
 }
 
+/// How often the listening connection is checked with a ping.
+const LIVENESS_PING: Duration = Duration::from_secs(15);
+/// How long that ping may take before the connection is given up and made again.
+const LIVENESS_DEADLINE: Duration = Duration::from_secs(5);
 /// How long to wait before listening again after Redis failed, at most.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
@@ -191,6 +195,20 @@ impl ChangeFeed {
     }
 }
 
+/// A change from another instance, delivered to this instance's subscribers.
+fn deliver(message: &redis::Msg, origin: &str, local: &broadcast::Sender<Arc<Change>>) {
+    let Ok(payload) = message.get_payload::<String>() else {
+        return;
+    };
+    let Ok(wire) = serde_json::from_str::<WireChange>(&payload) else {
+        tracing::warn!("change feed: unreadable message ignored");
+        return;
+    };
+    if wire.origin != origin {
+        let _ = local.send(Arc::new(Change::new(wire.written, wire.created)));
+    }
+}
+
 /// Listens to the other instances' changes on `channel` and delivers them locally, reconnecting
 /// with backoff whenever the connection fails.
 async fn listen(
@@ -211,17 +229,27 @@ async fn listen(
                         tracing::debug!(%channel, "change feed: listening to Redis");
                     }
                     delay = Duration::from_millis(100);
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
-                        let Ok(payload) = message.get_payload::<String>() else {
-                            continue;
-                        };
-                        let Ok(wire) = serde_json::from_str::<WireChange>(&payload) else {
-                            tracing::warn!("change feed: unreadable message ignored");
-                            continue;
-                        };
-                        if wire.origin != origin {
-                            let _ = local.send(Arc::new(Change::new(wire.written, wire.created)));
+                    let (mut sink, mut messages) = pubsub.split();
+                    // A connection that went half-open (a dropped NAT entry, a failover without
+                    // a reset) never ends the stream: a ping that goes unanswered does.
+                    let mut pings = tokio::time::interval(LIVENESS_PING);
+                    pings.tick().await;
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => {
+                                let Some(message) = message else { break };
+                                deliver(&message, &origin, &local);
+                            }
+                            _ = pings.tick() => {
+                                let answered = tokio::time::timeout(
+                                    LIVENESS_DEADLINE,
+                                    sink.ping::<String>(),
+                                )
+                                .await;
+                                if !matches!(answered, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
                         }
                     }
                     tracing::warn!(

@@ -108,6 +108,14 @@ impl Realtime {
         }
     }
 
+    /// Waits, at most `within`, until every connection has closed (their close frames written).
+    pub async fn closed(&self, within: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.lock().total > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

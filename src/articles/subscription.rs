@@ -10,6 +10,7 @@ use sea_orm::DatabaseConnection;
 use super::service;
 use super::types::{Article, ArticleChange};
 use crate::changes::Change;
+use crate::error::AppError;
 use crate::graphql::subscription::{self, Interest};
 use crate::graphql::{ContextExt, FieldResult, NodeKind};
 use crate::users::loaders::UserById;
@@ -24,15 +25,37 @@ pub struct ArticlesSubscription;
 #[derive(Clone, Default)]
 struct Published(Option<Arc<(article::Model, Vec<String>, Profile)>>);
 
-/// The article `id` as it is now (`None`: deleted), read once per change.
-async fn current(change: &Change, db: &DatabaseConnection, id: i64) -> Option<article::Model> {
+/// An article as a change left it, read once for every subscriber.
+#[derive(Clone, Default)]
+enum Current {
+    /// It could not be read (logged): neither its state nor its deletion is known.
+    #[default]
+    Unreadable,
+    /// It is gone.
+    Deleted,
+    /// Its row and its author.
+    Present(Arc<(article::Model, Option<Profile>)>),
+}
+
+/// The article `id` and its author as the change left them.
+async fn current(change: &Change, db: &DatabaseConnection, id: i64) -> Current {
     change
         .shared(&format!("Article:{id}"), async {
-            match service::find_by_ids(db, &[id]).await {
-                Ok(mut found) => found.pop(),
+            let article = match service::find_by_ids(db, &[id]).await {
+                Ok(mut found) => match found.pop() {
+                    Some(article) => article,
+                    None => return Current::Deleted,
+                },
                 Err(err) => {
                     tracing::warn!(error = %err, "a changed article could not be read");
-                    None
+                    return Current::Unreadable;
+                }
+            };
+            match users::service::find_by_ids(db, &[article.author_id]).await {
+                Ok(mut authors) => Current::Present(Arc::new((article, authors.pop()))),
+                Err(err) => {
+                    tracing::warn!(error = %err, "a changed article's author could not be read");
+                    Current::Unreadable
                 }
             }
         })
@@ -43,14 +66,13 @@ async fn current(change: &Change, db: &DatabaseConnection, id: i64) -> Option<ar
 async fn published(change: &Change, db: &DatabaseConnection, id: i64) -> Published {
     change
         .shared(&format!("Published:{id}"), async {
-            let article = current(change, db, id).await?;
+            let Current::Present(now) = current(change, db, id).await else {
+                return None;
+            };
+            let (article, author) = now.as_ref();
             let tags = tags::service::names_by_article(db, &[id]).await.ok()?;
-            let author = users::service::find_by_ids(db, &[article.author_id])
-                .await
-                .ok()?
-                .pop()?;
             let tags = tags.get(&id).cloned().unwrap_or_default();
-            Some(Arc::new((article, tags, author)))
+            Some(Arc::new((article.clone(), tags, author.clone()?)))
         })
         .await
         .map_or_else(Published::default, |article| Published(Some(article)))
@@ -77,24 +99,6 @@ async fn matching(
         }
     }
     found
-}
-
-/// The article `id` and its author as they are now (`None`: deleted), read once per change.
-async fn current_with_author(
-    change: &Change,
-    db: &DatabaseConnection,
-    id: i64,
-) -> Option<Arc<(article::Model, Option<Profile>)>> {
-    change
-        .shared(&format!("Article:{id}:author"), async {
-            let article = current(change, db, id).await?;
-            let author = users::service::find_by_ids(db, &[article.author_id])
-                .await
-                .ok()
-                .and_then(|mut found| found.pop());
-            Some(Arc::new((article, author)))
-        })
-        .await
 }
 
 #[Subscription]
@@ -154,8 +158,8 @@ impl ArticlesSubscription {
         let Some(id) = scope.anchored() else {
             return Ok(futures::stream::iter(Vec::new()));
         };
-        let event = match current_with_author(change, ctx.db(), id).await {
-            Some(now) => {
+        let event = match current(change, ctx.db(), id).await {
+            Current::Present(now) => {
                 let (article, author) = now.as_ref();
                 if let Some(author) = author {
                     ctx.loader::<UserById>()
@@ -170,7 +174,14 @@ impl ArticlesSubscription {
                     article: Some(Article(article)),
                 }
             }
-            None => {
+            Current::Unreadable => {
+                // Not a deletion: this event fails, and the subscription goes on.
+                return Err(AppError::internal(std::io::Error::other(
+                    "the changed article could not be read",
+                ))
+                .into());
+            }
+            Current::Deleted => {
                 scope.finish();
                 ArticleChange {
                     slug: scope.label(),

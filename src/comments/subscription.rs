@@ -28,9 +28,9 @@ async fn authors(
     db: &DatabaseConnection,
     comments: &[comment::Model],
 ) -> Arc<Vec<Profile>> {
+    let ids: Vec<i64> = comments.iter().map(|comment| comment.author_id).collect();
     change
-        .shared("Comment:created:authors", async {
-            let ids: Vec<i64> = comments.iter().map(|comment| comment.author_id).collect();
+        .shared(&format!("Comment:authors:{ids:?}"), async {
             match users::service::find_by_ids(db, &ids).await {
                 Ok(profiles) => Arc::new(profiles),
                 Err(err) => {

@@ -82,7 +82,8 @@ pub async fn serve(
         .gateway
         .stream(operation, subscriber, request_id)
         .await;
-    // A close ends the gateway's stream; `complete` follows only a stream that completed.
+    // A close ends the gateway's stream after its last event; `complete` follows either way
+    // (only the server stopping ends a stream without it, so that clients reconnect).
     let events = deliveries
         .map(|delivery| match delivery {
             Delivery::Next(response) => next_event(&response),

@@ -264,6 +264,9 @@ async fn serve(
             }
         }
     };
+    // Watched from before the protocol runs: an init that completes at once is not missed.
+    let initialised = connection.initialised.subscribe();
+    let closed = connection.close.subscribe();
     let protocol_served =
         GraphQLWebSocket::new_with_pair(protocol_sink, stream, executor, protocol)
             .on_connection_init(init)
@@ -271,7 +274,9 @@ async fn serve(
             .serve();
     tokio::select! {
         () = protocol_served => connection.close(close::NORMAL, ""),
-        (code, reason) = supervise(&connection, &realtime) => connection.close(code, reason),
+        (code, reason) = supervise(&connection, &realtime, &state.gateway, initialised, closed) => {
+            connection.close(code, reason);
+        }
     }
     let _ = writer.await;
     drop(slot);
@@ -279,9 +284,13 @@ async fn serve(
 
 /// Watches the connection: `connection_init` in time, keep-alive pings, the token's expiry, the
 /// server stopping, an end decided elsewhere. The close frame to end with.
-async fn supervise(connection: &Connection, realtime: &Realtime) -> (u16, String) {
-    let mut initialised = connection.initialised.subscribe();
-    let mut closed = connection.close.subscribe();
+async fn supervise(
+    connection: &Connection,
+    realtime: &Realtime,
+    gateway: &Gateway,
+    mut initialised: watch::Receiver<bool>,
+    mut closed: watch::Receiver<Option<(u16, String)>>,
+) -> (u16, String) {
     let stopping = realtime.closing();
     tokio::pin!(stopping);
     let init_deadline = tokio::time::Instant::now() + realtime.init_timeout;
@@ -323,6 +332,13 @@ async fn supervise(connection: &Connection, realtime: &Realtime) -> (u16, String
                 return (close::FORBIDDEN, format!("{FORBIDDEN_PREFIX}the token expired"));
             }
             _ = pings.tick() => {
+                // An idle connection learns of a revoked token here, at the latest.
+                if let Some(subscriber) = connection.subscriber.get()
+                    && !gateway.still_signed_in(subscriber).await
+                {
+                    realtime.metrics().subscription_ended("unauthenticated");
+                    return (close::FORBIDDEN, format!("{FORBIDDEN_PREFIX}the token was revoked"));
+                }
                 connection.queue(Message::Text(r#"{"type":"ping"}"#.into()));
             }
             () = &mut stopping => {
@@ -431,6 +447,19 @@ impl SocketExecutor {
             })
             .boxed();
         };
+        if !self.gateway.still_signed_in(&subscriber).await {
+            self.connection.close(
+                close::FORBIDDEN,
+                format!("{FORBIDDEN_PREFIX}the token expired or was revoked"),
+            );
+            return futures::stream::once(async {
+                refusal(
+                    "The token expired or was revoked: sign in again",
+                    code::UNAUTHENTICATED,
+                )
+            })
+            .boxed();
+        }
         if self
             .connection
             .subscriptions

@@ -174,13 +174,15 @@ impl Gateway {
         let response = loading::drive(self.schema.execute(request), batches).await;
         // What the mutation wrote after it committed: stale cache entries, and news for
         // subscribers.
+        // Published first: it does not wait, so a request cancelled during the invalidation
+        // cannot lose it.
         let written = recorder.0.writes.take();
         if !written.is_empty() {
-            let created = recorder.0.created.take();
+            self.changes
+                .publish(written.clone(), recorder.0.created.take());
             if let Some(cache) = &self.cache {
-                cache.invalidate(written.clone()).await;
+                cache.invalidate(written).await;
             }
-            self.changes.publish(written, created);
         }
         let record: &Record = &recorder.0;
         let request_error = matches!(response.data, async_graphql::Value::Null)

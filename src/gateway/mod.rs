@@ -86,4 +86,10 @@ pub struct Gateway {
     pub documents: DocumentCache,
     /// What committed mutations changed, for subscriptions.
     pub changes: Arc<ChangeFeed>,
+    /// GraphQL executions running now, over every transport: one permit each (HTTP takes its
+    /// own once the body is read; streaming transports take one per operation and per event).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// The longest time one execution over a streaming transport may take (HTTP has its
+    /// request timeout).
+    pub execution_timeout: std::time::Duration,
 }

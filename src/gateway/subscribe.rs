@@ -96,6 +96,18 @@ impl Gateway {
         })
     }
 
+    /// Whether `subscriber`'s token is still good: not expired, not revoked. Streaming transports
+    /// ask before each operation and event, and while a connection idles.
+    pub async fn still_signed_in(&self, subscriber: &Subscriber) -> bool {
+        let Some(claims) = subscriber.claims else {
+            return true;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        claims.expires_at > now && self.revocations.viewer(claims).await.is_ok()
+    }
+
     /// Runs one operation sent over a streaming transport: what to write, in order; the stream
     /// ends when the operation completes.
     pub async fn stream(
@@ -104,6 +116,11 @@ impl Gateway {
         subscriber: Subscriber,
         request_id: String,
     ) -> BoxStream<'static, Delivery> {
+        // Like an HTTP request, one operation holds one of the permits while it is prepared and
+        // runs (a subscription: while it opens; each event takes one again).
+        let Ok(_permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            return busy();
+        };
         let operation = match Box::pin(self.prepare(raw, STREAMING)).await {
             Ok(operation) => operation,
             Err(rejection) => Operation::refused(
@@ -119,7 +136,14 @@ impl Gateway {
                 if prepared.operation_type == OperationType::Subscription
         );
         if !opens {
-            Box::pin(self.execute(&mut exchange, STREAMING)).await;
+            let executed = tokio::time::timeout(
+                self.execution_timeout,
+                Box::pin(self.execute(&mut exchange, STREAMING)),
+            )
+            .await;
+            if executed.is_err() {
+                return too_long();
+            }
             let settled = self.settle(exchange, &request_id).await;
             let answers: Vec<Delivery> = settled
                 .answers
@@ -130,11 +154,17 @@ impl Gateway {
         }
         let Some(Operation {
             requested,
-            state: OperationState::Ready(prepared),
+            state: OperationState::Ready(mut prepared),
         }) = exchange.operations.pop()
         else {
             return futures::stream::empty().boxed();
         };
+        // A persisted subscription is registered once admitted, as a query is.
+        if let Some((hash, query)) = prepared.register.take() {
+            self.persisted
+                .register(&subscriber.caller.client, &hash, &query)
+                .await;
+        }
         self.metrics.cost(requested, requested);
         self.open(Arc::from(prepared), requested, subscriber, request_id)
             .await
@@ -197,6 +227,27 @@ impl Gateway {
         let responses = self.schema.execute_stream(request).collect::<Vec<_>>();
         loading::drive(responses, batches).await
     }
+}
+
+/// The refusal of an operation while every permit is taken.
+fn busy() -> BoxStream<'static, Delivery> {
+    let refused = refusal(
+        "The server is busy: try again shortly",
+        code::SERVICE_UNAVAILABLE,
+    );
+    futures::stream::iter([Delivery::Next(Box::new(refused))]).boxed()
+}
+
+/// The answer of an operation that ran past the execution timeout.
+fn too_long() -> BoxStream<'static, Delivery> {
+    futures::stream::iter([Delivery::Next(Box::new(timed_out()))]).boxed()
+}
+
+fn timed_out() -> async_graphql::Response {
+    refusal(
+        "The operation took too long and was stopped",
+        code::SERVICE_UNAVAILABLE,
+    )
 }
 
 /// The instant a token expiring at `expires_at` (seconds since the epoch) expires.
@@ -300,7 +351,7 @@ impl Following {
         if !self.scope.interested(&change).await {
             return;
         }
-        if !self.signed_in().await {
+        if !self.gateway.still_signed_in(&self.subscriber).await {
             self.done = true;
             self.gateway
                 .metrics
@@ -310,14 +361,20 @@ impl Following {
             return;
         }
         let gateway = Arc::clone(&self.gateway);
-        let responses = gateway
-            .run_step(
-                &self.prepared,
-                &self.subscriber.caller,
-                &self.scope,
-                Some(change),
-            )
-            .await;
+        // Events wait for a permit rather than being refused: they queue behind the requests.
+        let Ok(_permit) = Arc::clone(&gateway.in_flight).acquire_owned().await else {
+            return;
+        };
+        let run = gateway.run_step(
+            &self.prepared,
+            &self.subscriber.caller,
+            &self.scope,
+            Some(change),
+        );
+        let responses = match tokio::time::timeout(gateway.execution_timeout, run).await {
+            Ok(responses) => responses,
+            Err(_) => vec![timed_out()],
+        };
         for response in responses {
             if self.done {
                 break;
@@ -327,20 +384,6 @@ impl Following {
         if self.scope.is_finished() {
             self.done = true;
         }
-    }
-
-    /// Whether the subscriber's token is still valid (not expired, not revoked).
-    async fn signed_in(&self) -> bool {
-        let Some(claims) = self.subscriber.claims else {
-            return true;
-        };
-        if self
-            .deadline
-            .is_some_and(|deadline| deadline <= tokio::time::Instant::now())
-        {
-            return false;
-        }
-        self.gateway.revocations.viewer(claims).await.is_ok()
     }
 
     /// Charges one event its actual cost and queues it; over budget, queues RATE_LIMITED instead

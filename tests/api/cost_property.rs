@@ -275,6 +275,8 @@ async fn the_requested_cost_covers_everything_that_executes() {
         introspection: true,
         documents: conduit::gateway::DocumentCache::new(1024 * 1024),
         changes: Arc::new(conduit::changes::ChangeFeed::new(16)),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(16)),
+        execution_timeout: std::time::Duration::from_secs(30),
     };
     let transport = Transport {
         mutations: false,

@@ -181,7 +181,7 @@ async fn a_deleted_article_is_announced_and_its_subscription_completes() {
 }
 
 #[tokio::test]
-async fn failed_and_rolled_back_mutations_publish_nothing() {
+async fn failed_mutations_publish_nothing() {
     let app = spawn_app().await;
     let author = app.register("author").await;
     let intruder = app.register("intruder").await;
@@ -298,6 +298,13 @@ async fn trusted_documents_mode_refuses_other_subscriptions_over_the_websocket()
         "OPERATION_NOT_TRUSTED"
     );
     socket.expect_complete("1").await;
+
+    // The manifest's own subscription runs.
+    socket
+        .subscribe("2", trusted, json!({ "slug": "no-such-article" }))
+        .await;
+    assert_eq!(error_code(&socket.next_of("2").await), "NOT_FOUND");
+    socket.expect_complete("2").await;
 }
 
 #[tokio::test]
@@ -487,13 +494,17 @@ async fn an_expiring_token_closes_the_socket() {
     )
     .issue(claims.user_id, claims.version)
     .expect("a token");
-    let mut socket = Socket::connect(&app, Some(&short)).await;
-    socket
+    let mut subscribed = Socket::connect(&app, Some(&short)).await;
+    subscribed
         .subscribe("1", "subscription { articlePublished { slug } }", json!({}))
         .await;
+    // A connection without any subscription is closed too.
+    let mut idle = Socket::connect(&app, Some(&short)).await;
     let started = std::time::Instant::now();
-    let (code, reason) = socket.expect_close().await;
-    assert_eq!(code, 4403, "{reason}");
+    for socket in [&mut subscribed, &mut idle] {
+        let (code, reason) = socket.expect_close().await;
+        assert_eq!(code, 4403, "{reason}");
+    }
     assert!(started.elapsed() < Duration::from_secs(8));
 }
 
@@ -519,6 +530,40 @@ async fn signing_out_everywhere_ends_the_subscriptions_of_the_token() {
     data(&favorite(&app, &author, &slug).await);
     let (code, _) = socket.expect_close().await;
     assert_eq!(code, 4403);
+}
+
+#[tokio::test]
+async fn a_revoked_token_can_send_nothing_more_on_an_open_socket() {
+    let app = spawn_app_with(|config| config.realtime.keepalive_secs = 1).await;
+    let author = app.register("author").await;
+    let slug = app.create_article(&author, "Kept", &[]).await;
+    let mut busy = Socket::connect(&app, Some(&author)).await;
+    let mut idle = Socket::connect(&app, Some(&author)).await;
+    data(
+        &app.gql_as(
+            Some(&author),
+            "mutation { signOutEverywhere { token } }",
+            json!({}),
+        )
+        .await,
+    );
+    busy.subscribe(
+        "1",
+        "mutation($slug: String!) { deleteArticle(slug: $slug) { deletedId } }",
+        json!({ "slug": slug }),
+    )
+    .await;
+    // Refused, and the socket closes (any refusal message before the close frame is skipped).
+    assert_eq!(busy.expect_close().await.0, 4403);
+    // An idle socket learns of it at the next keep-alive.
+    assert_eq!(idle.expect_close().await.0, 4403);
+    let still_there = app
+        .gql(
+            "query($slug: String!) { article(slug: $slug) { title } }",
+            json!({ "slug": slug }),
+        )
+        .await;
+    assert_eq!(data(&still_there)["article"]["title"], "Kept");
 }
 
 #[tokio::test]
