@@ -50,6 +50,7 @@ use crate::realtime::Realtime;
 const DOCUMENT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 use crate::metrics::{Metrics, Snapshot};
 use crate::redis_client::RedisClient;
+use crate::replicas::Replicas;
 use crate::schema::{self, Backstop, SharedData};
 use crate::state::{AppState, EndpointSettings, SharedState};
 
@@ -186,6 +187,28 @@ impl App {
             max_complexity: limits.max_fields.saturating_mul(4),
             max_directives: limits.max_directives,
         };
+        let replicas = if config.database.replica_urls.is_empty() {
+            None
+        } else {
+            let replicas = Arc::new(
+                Replicas::new(
+                    db.clone(),
+                    &config.database.replica_urls,
+                    Duration::from_millis(config.database.replica_max_lag_ms),
+                    config.database.max_connections,
+                    statements.clone(),
+                    redis.clone(),
+                    Arc::clone(&metrics),
+                )
+                .await?,
+            );
+            replicas.start();
+            tracing::info!(
+                replicas = config.database.replica_urls.len(),
+                "queries may read from replicas that replayed the viewer's writes"
+            );
+            Some(replicas)
+        };
         let graphql_schema = schema::build(shared.clone(), backstop, traced);
         let schema_info =
             SchemaInfo::from_sdl(&graphql_schema.sdl())?.with_hints(schema::cache_hints());
@@ -222,6 +245,7 @@ impl App {
             changes: Arc::new(change_feed(config)?),
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight as usize)),
             execution_timeout: config.http.request_timeout(),
+            replicas,
         };
         let listener = TcpListener::bind(config.server.listen).await?;
         let metrics_listener = match config.server.metrics_listen {

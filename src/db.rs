@@ -113,12 +113,8 @@ pub fn effective_url(url: &str) -> String {
     }
 }
 
-/// Connects to `url`, retrying with exponential backoff, and counts statements into `counter`.
-pub async fn connect(
-    url: &str,
-    max_connections: u32,
-    counter: StatementCounter,
-) -> Result<DatabaseConnection, DbErr> {
+/// The pool settings every connection shares.
+fn options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(effective_url(url));
     options
         .max_connections(max_connections)
@@ -134,7 +130,30 @@ pub async fn connect(
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
+    options
+}
 
+/// A pool for `url` that connects on first use (a replica that is down does not stop the start),
+/// counting statements into `counter`.
+pub async fn connect_lazy(
+    url: &str,
+    max_connections: u32,
+    counter: StatementCounter,
+) -> Result<DatabaseConnection, DbErr> {
+    let mut options = options(url, max_connections);
+    options.min_connections(0).connect_lazy(true);
+    let mut db = Database::connect(options).await?;
+    db.set_metric_callback(move |info| counter.observe(info));
+    Ok(db)
+}
+
+/// Connects to `url`, retrying with exponential backoff, and counts statements into `counter`.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    counter: StatementCounter,
+) -> Result<DatabaseConnection, DbErr> {
+    let options = options(url, max_connections);
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1;
     let mut db = loop {

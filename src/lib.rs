@@ -21,6 +21,7 @@ pub mod pagination;
 pub mod playground;
 pub mod realtime;
 pub mod redis_client;
+pub mod replicas;
 pub mod schema;
 pub mod seed;
 pub mod state;

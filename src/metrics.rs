@@ -223,6 +223,16 @@ impl Metrics {
             "Operations that selected a deprecated field.",
         );
         counter(
+            "conduit_db_routed_reads_total",
+            Unit::Count,
+            "Queries read on a replica or on the primary (with replicas configured).",
+        );
+        counter(
+            "conduit_db_replica_fallbacks_total",
+            Unit::Count,
+            "Queries sent to the primary although replicas are configured, by reason (replica_down, lagging, behind_viewer, read_failed, positions_unknown, no_replica).",
+        );
+        counter(
             "conduit_subscription_events_total",
             Unit::Count,
             "Subscription events delivered.",
@@ -314,6 +324,11 @@ impl Metrics {
             "conduit_redis_up",
             Unit::Count,
             "1 while Redis answers (its circuit is closed), 0 while it is open.",
+        );
+        gauge(
+            "conduit_db_replica_lag_seconds",
+            Unit::Seconds,
+            "Each replica's replay lag behind the primary (0 when caught up).",
         );
         gauge(
             "conduit_subscriptions_active",
@@ -504,6 +519,36 @@ impl Metrics {
             vec![Label::new("cap", cap)],
         )
         .increment(1);
+    }
+
+    /// A replica's lag behind the primary, in seconds.
+    pub fn replica_lag(&self, replica: &str, seconds: f64) {
+        self.recorder
+            .register_gauge(
+                &Key::from_parts(
+                    "conduit_db_replica_lag_seconds",
+                    vec![Label::new("replica", replica.to_owned())],
+                ),
+                &METADATA,
+            )
+            .set(seconds);
+    }
+
+    /// A query routed to `target` (`replica` or `primary`); `fallback` says why a query that could
+    /// have gone to a replica did not.
+    pub fn replica_read(&self, target: &'static str, fallback: Option<&'static str>) {
+        self.counter(
+            "conduit_db_routed_reads_total",
+            vec![Label::new("target", target)],
+        )
+        .increment(1);
+        if let Some(reason) = fallback {
+            self.counter(
+                "conduit_db_replica_fallbacks_total",
+                vec![Label::new("reason", reason)],
+            )
+            .increment(1);
+        }
     }
 
     /// The metrics in the Prometheus text format, with the gauges read from `snapshot`.

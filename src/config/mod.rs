@@ -180,6 +180,20 @@ pub struct DatabaseSettings {
     /// Most database connections in the pool.
     #[arg(long = "db-max-connections", env = "CONDUIT_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_connections: u32,
+
+    /// PostgreSQL streaming replicas that queries may read from (comma-separated URLs), each with
+    /// a pool of its own; mutations always use the primary (`DATABASE_URL`).
+    #[arg(
+        long = "database-replica-urls",
+        env = "DATABASE_REPLICA_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub replica_urls: Vec<String>,
+
+    /// A replica further behind the primary than this (milliseconds) gets no reads.
+    #[arg(long = "replica-max-lag-ms", env = "CONDUIT_REPLICA_MAX_LAG_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub replica_max_lag_ms: u64,
 }
 
 /// Tokens and passwords.
@@ -592,6 +606,11 @@ pub enum ConfigError {
     /// A database URL of an unsupported kind.
     #[error("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")]
     UnsupportedDatabase,
+    /// Replicas of anything but a PostgreSQL primary, or replicas that are not PostgreSQL.
+    #[error(
+        "DATABASE_REPLICA_URLS needs PostgreSQL: postgres:// URLs, and a postgres:// DATABASE_URL"
+    )]
+    UnsupportedReplicas,
     /// A Redis URL of an unsupported kind.
     #[error("REDIS_URL must start with redis://, rediss:// or unix://")]
     UnsupportedRedis,
@@ -632,6 +651,13 @@ impl Config {
             || url.starts_with("sqlite:"))
         {
             return Err(ConfigError::UnsupportedDatabase);
+        }
+        let postgres =
+            |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !self.database.replica_urls.is_empty()
+            && !(postgres(url) && self.database.replica_urls.iter().all(|url| postgres(url)))
+        {
+            return Err(ConfigError::UnsupportedReplicas);
         }
         if let Some(redis) = &self.redis.url
             && !["redis://", "rediss://", "unix://"]

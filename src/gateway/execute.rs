@@ -31,6 +31,8 @@ pub struct Outcome {
     pub actual: u64,
     /// Where it came from.
     pub status: CacheStatus,
+    /// Whether it may be stored: not read on a replica behind the latest write.
+    pub storable: bool,
 }
 
 impl Outcome {
@@ -43,8 +45,19 @@ impl Outcome {
             etag: Some(Arc::clone(&response.etag)),
             actual: response.actual_cost,
             status: CacheStatus::Hit,
+            storable: false,
         }
     }
+}
+
+/// Whether an execution failed on the server's side (a statement that could not run).
+fn failed_internally(response: &async_graphql::Response) -> bool {
+    response.errors.iter().any(|error| {
+        matches!(
+            error.extensions.as_ref().and_then(|extensions| extensions.get("code")),
+            Some(async_graphql::Value::String(code)) if code == crate::error::code::INTERNAL_SERVER_ERROR
+        )
+    })
 }
 
 impl Gateway {
@@ -111,7 +124,9 @@ impl Gateway {
                 let mut outcome = self
                     .execute_once(prepared, caller, requested, Some(record.clone()))
                     .await;
-                if let (Some(generation), Some(policy)) = (generation, outcome.policy) {
+                if let (Some(generation), Some(policy), true) =
+                    (generation, outcome.policy, outcome.storable)
+                {
                     let response = Arc::new(CachedResponse::new(
                         policy,
                         outcome.data.clone(),
@@ -145,6 +160,7 @@ impl Gateway {
         &self,
         prepared: &Prepared,
         caller: &Caller,
+        db: &sea_orm::DatabaseConnection,
     ) -> (async_graphql::Request, loading::BatchQueue) {
         let mut request =
             async_graphql::Request::new(String::new()).variables(prepared.variables.clone());
@@ -155,8 +171,9 @@ impl Gateway {
         if !self.introspection {
             request = request.disable_introspection();
         }
-        let (request, batches) = schema::with_request_data(request, &self.db, caller.viewer);
-        (request.data(caller.address), batches)
+        // Resolvers read `db` (the request's data comes before the schema's).
+        let (request, batches) = schema::with_request_data(request, db, caller.viewer);
+        (request.data(caller.address).data(db.clone()), batches)
     }
 
     /// Executes `prepared` with this request's data; after a mutation, invalidates what it
@@ -169,15 +186,44 @@ impl Gateway {
         recorder: Option<Recorder>,
     ) -> Outcome {
         let recorder = recorder.unwrap_or_default();
-        let (request, batches) = self.request_for(prepared, caller);
+        // A query may read on a replica that has replayed the viewer's writes.
+        let route = match (&self.replicas, prepared.operation_type) {
+            (Some(replicas), OperationType::Query) => {
+                Some(replicas.route(caller.viewer.user_id()).await)
+            }
+            _ => None,
+        };
+        let db = route.as_ref().map_or(&self.db, |route| &route.db);
+        let (request, batches) = self.request_for(prepared, caller, db);
         let request = request.data(recorder.clone());
-        let response = loading::drive(self.schema.execute(request), batches).await;
+        let mut response = loading::drive(self.schema.execute(request), batches).await;
+        if let (Some(replicas), Some(route)) = (&self.replicas, &route)
+            && route.on_replica()
+            && failed_internally(&response)
+        {
+            // The replica went away since the last poll: the same read, on the primary.
+            replicas.failed(route);
+            let (request, batches) = self.request_for(prepared, caller, &self.db);
+            let request = request.data(recorder.clone());
+            response = loading::drive(self.schema.execute(request), batches).await;
+        }
+        let storable = match (&self.replicas, &route) {
+            (Some(replicas), Some(route)) if recorder.0.reads.is_some() => {
+                replicas.storable(route).await
+            }
+            _ => true,
+        };
         // What the mutation wrote after it committed: stale cache entries, and news for
         // subscribers.
         // Published first: it does not wait, so a request cancelled during the invalidation
         // cannot lose it.
         let written = recorder.0.writes.take();
         if !written.is_empty() {
+            // The write's position is known before its invalidation: no answer read on a replica
+            // that has not replayed it is stored after.
+            if let Some(replicas) = &self.replicas {
+                replicas.written(caller.viewer.user_id()).await;
+            }
             self.changes
                 .publish(written.clone(), recorder.0.created.take());
             if let Some(cache) = &self.cache {
@@ -230,6 +276,7 @@ impl Gateway {
             etag: None,
             actual,
             status: CacheStatus::Miss,
+            storable,
         }
     }
 }

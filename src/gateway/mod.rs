@@ -92,4 +92,6 @@ pub struct Gateway {
     /// The longest time one execution over a streaming transport may take (HTTP has its
     /// request timeout).
     pub execution_timeout: std::time::Duration,
+    /// Read replicas, when configured: queries may read there.
+    pub replicas: Option<Arc<crate::replicas::Replicas>>,
 }

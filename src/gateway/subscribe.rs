@@ -219,7 +219,7 @@ impl Gateway {
         scope: &Arc<SubscriptionScope>,
         change: Option<Arc<Change>>,
     ) -> Vec<async_graphql::Response> {
-        let (request, batches) = self.request_for(prepared, caller);
+        let (request, batches) = self.request_for(prepared, caller, &self.db);
         let request = request.data(Recorder::default()).data(SubscriptionStep {
             scope: Arc::clone(scope),
             change,

@@ -277,6 +277,7 @@ async fn the_requested_cost_covers_everything_that_executes() {
         changes: Arc::new(conduit::changes::ChangeFeed::new(16)),
         in_flight: Arc::new(tokio::sync::Semaphore::new(16)),
         execution_timeout: std::time::Duration::from_secs(30),
+        replicas: None,
     };
     let transport = Transport {
         mutations: false,
