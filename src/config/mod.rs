@@ -654,9 +654,10 @@ impl Config {
         }
         let postgres =
             |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
-        if !self.database.replica_urls.is_empty()
-            && !(postgres(url) && self.database.replica_urls.iter().all(|url| postgres(url)))
-        {
+        let replicas = &self.database.replica_urls;
+        let replicas_supported =
+            replicas.is_empty() || (postgres(url) && replicas.iter().all(|url| postgres(url)));
+        if !replicas_supported {
             return Err(ConfigError::UnsupportedReplicas);
         }
         if let Some(redis) = &self.redis.url
