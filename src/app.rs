@@ -745,6 +745,18 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Replicas are reported, never failing readiness: reads fall back to the primary.
+    let replicas: Vec<serde_json::Value> = state
+        .gateway
+        .replicas
+        .as_ref()
+        .map(|replicas| replicas.states())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(replica, up, lag_ms)| {
+            serde_json::json!({ "replica": replica, "up": up, "lagMs": if up { Some(lag_ms) } else { None } })
+        })
+        .collect();
     (
         status,
         Json(serde_json::json!({
@@ -754,6 +766,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
                 "migrations": migrations,
                 "draining": draining,
                 "redis": redis,
+                "replicas": replicas,
             }
         })),
     )

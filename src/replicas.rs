@@ -279,34 +279,30 @@ impl Replicas {
                 .replica_read("primary", Some("positions_unknown"));
             return primary;
         };
-        let count = self.replicas.len();
+        let seen: Vec<Seen> = self
+            .replicas
+            .iter()
+            .map(|replica| Seen {
+                healthy: replica.healthy.load(Ordering::Acquire),
+                lag_ms: replica.lag_ms.load(Ordering::Acquire),
+                replayed: replica.replayed.load(Ordering::Acquire),
+            })
+            .collect();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut reason = "no_replica";
-        for offset in 0..count {
-            let index = (start + offset) % count;
-            let replica = &self.replicas[index];
-            if !replica.healthy.load(Ordering::Acquire) {
-                reason = "replica_down";
-                continue;
+        match choose(&seen, needed, self.max_lag_ms, start) {
+            Ok(index) => {
+                self.metrics.replica_read("replica", None);
+                Route {
+                    db: self.replicas[index].db.clone(),
+                    replica: Some(index),
+                    replayed: seen[index].replayed,
+                }
             }
-            if replica.lag_ms.load(Ordering::Acquire) > self.max_lag_ms {
-                reason = "lagging";
-                continue;
+            Err(reason) => {
+                self.metrics.replica_read("primary", Some(reason));
+                primary
             }
-            let replayed = replica.replayed.load(Ordering::Acquire);
-            if replayed < needed {
-                reason = "behind_viewer";
-                continue;
-            }
-            self.metrics.replica_read("replica", None);
-            return Route {
-                db: replica.db.clone(),
-                replica: Some(index),
-                replayed,
-            };
         }
-        self.metrics.replica_read("primary", Some(reason));
-        primary
     }
 
     /// A read on `route` failed: its replica counts as down until the next poll finds it.
@@ -360,6 +356,39 @@ impl Replicas {
     }
 }
 
+/// What the last poll found of one replica.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    healthy: bool,
+    lag_ms: u64,
+    replayed: u64,
+}
+
+/// The replica a read that needs position `needed` goes to, trying them in turn from `start`; or
+/// why none may serve it.
+fn choose(
+    seen: &[Seen],
+    needed: u64,
+    max_lag_ms: u64,
+    start: usize,
+) -> Result<usize, &'static str> {
+    let mut reason = "no_replica";
+    for offset in 0..seen.len() {
+        let index = (start + offset) % seen.len();
+        let replica = seen[index];
+        if !replica.healthy {
+            reason = "replica_down";
+        } else if replica.lag_ms > max_lag_ms {
+            reason = "lagging";
+        } else if replica.replayed < needed {
+            reason = "behind_viewer";
+        } else {
+            return Ok(index);
+        }
+    }
+    Err(reason)
+}
+
 /// `host:port/db` of a URL, without credentials.
 fn label_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -409,6 +438,30 @@ mod tests {
         assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374_D848));
         assert!(parse_lsn("1/FFFFFFFF") < parse_lsn("2/0"));
         assert_eq!(parse_lsn("nonsense"), None);
+    }
+
+    const UP: Seen = Seen {
+        healthy: true,
+        lag_ms: 0,
+        replayed: 100,
+    };
+
+    #[test]
+    fn a_read_goes_to_a_replica_only_when_it_is_up_near_and_has_the_viewers_writes() {
+        assert_eq!(choose(&[UP], 100, 1000, 0), Ok(0));
+        assert_eq!(choose(&[UP], 101, 1000, 0), Err("behind_viewer"));
+        let down = Seen {
+            healthy: false,
+            ..UP
+        };
+        assert_eq!(choose(&[down], 0, 1000, 0), Err("replica_down"));
+        let lagging = Seen { lag_ms: 1500, ..UP };
+        assert_eq!(choose(&[lagging], 0, 1000, 0), Err("lagging"));
+        // The first suitable one from where the turn starts; the others are skipped.
+        assert_eq!(choose(&[down, UP, lagging], 50, 1000, 0), Ok(1));
+        assert_eq!(choose(&[UP, UP], 0, 1000, 1), Ok(1));
+        assert_eq!(choose(&[UP, UP], 0, 1000, 2), Ok(0));
+        assert_eq!(choose(&[], 0, 1000, 0), Err("no_replica"));
     }
 
     #[test]
