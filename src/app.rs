@@ -149,10 +149,11 @@ impl App {
         let traced = config.tracing.endpoint().is_some();
         let statements =
             StatementCounter::with_durations(metrics.statement_durations()).traced(traced);
-        let db = db::connect(
+        let db = db::connect_within(
             &config.database.url,
             config.database.max_connections,
             statements.clone(),
+            Duration::from_secs(config.database.connect_timeout_secs),
         )
         .await?;
         db::migrate(&db).await?;
@@ -740,18 +741,27 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         Some(redis) if redis.ping().await => "ok",
         Some(_) => "unavailable (degraded: uncached, limits in process)",
     };
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    // Replicas are reported, never failing readiness: reads fall back to the primary.
-    let replicas: Vec<serde_json::Value> = state
+    let replica_states = state
         .gateway
         .replicas
         .as_ref()
         .map(|replicas| replicas.states())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // The primary is down but a replica answers: queries are served, mutations refused with
+    // SERVICE_UNAVAILABLE; the instance stays in the load balancer, read-only.
+    let read_only = database != "ok" && replica_states.iter().any(|(_, up, _)| *up) && !draining;
+    let (status, word) = if ready {
+        (StatusCode::OK, "ok")
+    } else if read_only {
+        (
+            StatusCode::OK,
+            "degraded: read-only (the primary is unreachable; queries read on replicas)",
+        )
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    // Replicas are reported, never failing readiness: reads fall back to the primary.
+    let replicas: Vec<serde_json::Value> = replica_states
         .into_iter()
         .map(|(replica, up, lag_ms)| {
             serde_json::json!({ "replica": replica, "up": up, "lagMs": if up { Some(lag_ms) } else { None } })
@@ -760,7 +770,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     (
         status,
         Json(serde_json::json!({
-            "status": if ready { "ok" } else { "unavailable" },
+            "status": word,
             "checks": {
                 "database": database,
                 "migrations": migrations,

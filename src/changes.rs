@@ -243,7 +243,8 @@ async fn listen(
                             _ = pings.tick() => {
                                 let answered = tokio::time::timeout(
                                     LIVENESS_DEADLINE,
-                                    sink.ping::<String>(),
+                                    // Subscribed, Redis answers a PING with an array: any answer will do.
+                                    sink.ping::<redis::Value>(),
                                 )
                                 .await;
                                 if !matches!(answered, Ok(Ok(_))) {

@@ -16,8 +16,12 @@ use sea_orm::{
 
 use crate::error::AppResult;
 
-/// How many times start-up tries to reach the database before giving up.
-const CONNECT_ATTEMPTS: u32 = 8;
+/// How long start-up waits for the database unless told otherwise (`CONDUIT_DB_CONNECT_TIMEOUT_SECS`).
+pub const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a statement waits for a pooled connection before the request fails with
+/// SERVICE_UNAVAILABLE: short, so that requests fail fast while the database is down.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Counts the SQL statements the application sends, for logs and tests, and records how long
 /// each took when given a histogram.
@@ -119,8 +123,8 @@ fn options(url: &str, max_connections: u32) -> ConnectOptions {
     options
         .max_connections(max_connections)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(2))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(Duration::from_secs(300))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
@@ -147,19 +151,31 @@ pub async fn connect_lazy(
     Ok(db)
 }
 
-/// Connects to `url`, retrying with exponential backoff, and counts statements into `counter`.
+/// Connects to `url`, retrying with exponential backoff (each attempt logged) for at most
+/// [`DEFAULT_CONNECT_WAIT`], and counts statements into `counter`.
 pub async fn connect(
     url: &str,
     max_connections: u32,
     counter: StatementCounter,
 ) -> Result<DatabaseConnection, DbErr> {
+    connect_within(url, max_connections, counter, DEFAULT_CONNECT_WAIT).await
+}
+
+/// Like [`connect`], waiting for the database for at most `wait`.
+pub async fn connect_within(
+    url: &str,
+    max_connections: u32,
+    counter: StatementCounter,
+    wait: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let options = options(url, max_connections);
+    let deadline = tokio::time::Instant::now() + wait;
     let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
+    let mut attempt: u32 = 1;
     let mut db = loop {
         match Database::connect(options.clone()).await {
             Ok(db) => break db,
-            Err(err) if attempt < CONNECT_ATTEMPTS => {
+            Err(err) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(attempt, error = %err, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

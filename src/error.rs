@@ -42,7 +42,8 @@ pub mod code {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
     /// A mutation sent with GET.
     pub const METHOD_NOT_ALLOWED: &str = "METHOD_NOT_ALLOWED";
-    /// The server is saturated; try again shortly.
+    /// The server is saturated, or the database unreachable; try again shortly
+    /// (`extensions.retryAfterSeconds` when known; HTTP 503 with `Retry-After`).
     pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
     /// The request body did not arrive in time.
     pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
@@ -91,6 +92,9 @@ pub enum AppError {
         /// Seconds until a new attempt can succeed.
         retry_after_seconds: u64,
     },
+    /// The database cannot be reached right now (it restarts, or is down): worth retrying soon.
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure the client cannot fix; logged with its cause, never shown.
     #[error("internal error: {0}")]
     Internal(Arc<dyn std::error::Error + Send + Sync>),
@@ -131,6 +135,7 @@ impl AppError {
             Self::NotFound(_) => code::NOT_FOUND,
             Self::Conflict { .. } => code::CONFLICT,
             Self::RateLimited { .. } => code::RATE_LIMITED,
+            Self::Unavailable(_) => code::SERVICE_UNAVAILABLE,
             Self::Internal(_) => code::INTERNAL_SERVER_ERROR,
         }
     }
@@ -151,8 +156,38 @@ fn conflicting_field(message: &str) -> String {
     "id".to_owned()
 }
 
+/// Whether `err` says the database could not be reached (refused or dropped connections, a pool
+/// that found none in time, a server shutting down or starting), rather than a fault of the
+/// statement.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            match sqlx.as_ref() {
+                Sqlx::Io(_)
+                | Sqlx::PoolTimedOut
+                | Sqlx::PoolClosed
+                | Sqlx::WorkerCrashed
+                | Sqlx::Protocol(_) => true,
+                // Class 08: connection exception; 57P: the server is shutting down or starting.
+                Sqlx::Database(database) => database
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
+        if is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return Self::Unavailable("The database is unavailable: try again shortly".into());
+        }
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(message)) => Self::Conflict {
                 field: conflicting_field(&message),
@@ -209,6 +244,7 @@ impl ErrorExtensions for AppError {
                     retry_after_seconds,
                     ..
                 } => extensions.set("retryAfterSeconds", *retry_after_seconds),
+                Self::Unavailable(_) => extensions.set("retryAfterSeconds", 1),
                 _ => {}
             }
         })

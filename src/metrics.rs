@@ -326,6 +326,11 @@ impl Metrics {
             "1 while Redis answers (its circuit is closed), 0 while it is open.",
         );
         gauge(
+            "conduit_db_primary_up",
+            Unit::Count,
+            "1 while the primary answers, 0 while it does not (read-only: queries on replicas, mutations refused), with replicas configured.",
+        );
+        gauge(
             "conduit_db_replica_lag_seconds",
             Unit::Seconds,
             "Each replica's replay lag behind the primary (0 when caught up).",
@@ -519,6 +524,12 @@ impl Metrics {
             vec![Label::new("cap", cap)],
         )
         .increment(1);
+    }
+
+    /// Whether the primary answers (read-only while it does not), with replicas configured.
+    pub fn primary_up(&self, up: bool) {
+        self.gauge("conduit_db_primary_up")
+            .set(if up { 1.0 } else { 0.0 });
     }
 
     /// A replica's lag behind the primary, in seconds.

@@ -234,8 +234,17 @@ impl Replicas {
 
     /// Reads the primary's position and each replica's replay position and lag.
     async fn poll(&self) {
-        if let Ok(Some(position)) = position(&self.primary, "pg_current_wal_lsn()").await {
+        let primary_read = tokio::time::timeout(
+            POLL_DEADLINE,
+            position(&self.primary, "pg_current_wal_lsn()"),
+        )
+        .await;
+        if let Ok(Ok(Some(position))) = primary_read {
             self.primary_position.store(position, Ordering::Release);
+            self.metrics.primary_up(true);
+        } else {
+            // Read-only: reads go on to the replicas, measured against the last known position.
+            self.metrics.primary_up(false);
         }
         let primary = self.primary_position.load(Ordering::Acquire);
         for replica in &self.replicas {

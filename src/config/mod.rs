@@ -181,6 +181,11 @@ pub struct DatabaseSettings {
     #[arg(long = "db-max-connections", env = "CONDUIT_DB_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_connections: u32,
 
+    /// How long start-up waits for the database (retrying with backoff, each attempt logged), in
+    /// seconds.
+    #[arg(long = "db-connect-timeout-secs", env = "CONDUIT_DB_CONNECT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout_secs: u64,
+
     /// PostgreSQL streaming replicas that queries may read from (comma-separated URLs), each with
     /// a pool of its own; mutations always use the primary (`DATABASE_URL`).
     #[arg(

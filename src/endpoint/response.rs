@@ -112,6 +112,8 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
     let request_error = settled.answers.iter().all(is_request_error);
     let status = if settled.retry_after.is_some() {
         StatusCode::TOO_MANY_REQUESTS
+    } else if settled.unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
     } else if official && request_error && !settled.batch {
         StatusCode::BAD_REQUEST
     } else {
@@ -196,6 +198,9 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
             "application/json; charset=utf-8"
         }),
     );
+    if settled.unavailable && settled.retry_after.is_none() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if let Some(seconds) = settled.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }

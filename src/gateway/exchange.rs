@@ -187,6 +187,9 @@ pub struct Settled {
     pub etag: Option<Arc<str>>,
     /// Seconds to wait, when the budget refused the request.
     pub retry_after: Option<u64>,
+    /// Whether an operation failed because the database could not be reached (or the server was
+    /// saturated): answered 503 with `Retry-After`.
+    pub unavailable: bool,
     /// Whether the single operation was a query.
     pub query: bool,
 }

@@ -50,12 +50,15 @@ impl Outcome {
     }
 }
 
-/// Whether an execution failed on the server's side (a statement that could not run).
+/// Whether an execution failed on the server's side: a statement that could not run, or a
+/// database that could not be reached.
 fn failed_internally(response: &async_graphql::Response) -> bool {
+    use crate::error::code::{INTERNAL_SERVER_ERROR, SERVICE_UNAVAILABLE};
     response.errors.iter().any(|error| {
         matches!(
             error.extensions.as_ref().and_then(|extensions| extensions.get("code")),
-            Some(async_graphql::Value::String(code)) if code == crate::error::code::INTERNAL_SERVER_ERROR
+            Some(async_graphql::Value::String(code))
+                if code == INTERNAL_SERVER_ERROR || code == SERVICE_UNAVAILABLE
         )
     })
 }

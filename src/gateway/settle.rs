@@ -32,6 +32,7 @@ impl Gateway {
         let mut query = false;
         let mut codes = Vec::new();
         let mut retry_after = None;
+        let mut unavailable = false;
         let mut answers = Vec::with_capacity(exchange.operations.len());
         for operation in exchange.operations {
             let (data, mut errors, deprecated, actual) = match operation.state {
@@ -69,6 +70,7 @@ impl Gateway {
                 {
                     retry_after = retry_after.max(seconds.as_u64());
                 }
+                unavailable |= code == code::SERVICE_UNAVAILABLE;
                 codes.push(code);
             }
             let mut extensions = async_graphql::indexmap::IndexMap::new();
@@ -104,6 +106,7 @@ impl Gateway {
             policy: policy.filter(|_| single),
             etag: etag.filter(|_| single),
             retry_after,
+            unavailable,
             query,
         }
     }

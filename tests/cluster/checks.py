@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -23,16 +24,32 @@ REPLICA_DIR = os.environ["REPLICA_DIR"]
 PG_CTL = os.environ["PG_CTL"]
 
 
-def gql(base, query, variables=None, token=None):
-    """POSTs an operation to `base` (an instance's origin or the balancer's /graphql URL)."""
+def post(base, query, variables=None, token=None):
+    """POSTs an operation to `base` (an instance's origin or the balancer's /graphql URL): the HTTP
+    status, the Retry-After header and the JSON answer, whatever the status."""
     url = base if base.endswith("/graphql") else base + "/graphql"
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     request = urllib.request.Request(url, data=body, method="POST")
     request.add_header("content-type", "application/json")
     if token:
         request.add_header("authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, response.headers.get("retry-after"), json.load(response)
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = {"raw": text[:200].decode(errors="replace")}
+        return error.code, error.headers.get("retry-after"), answer
+
+
+def gql(base, query, variables=None, token=None):
+    """The JSON answer of an operation that must be answered 200."""
+    status, _, answer = post(base, query, variables, token)
+    assert status == 200, (status, answer)
+    return answer
 
 
 def data(answer):
@@ -46,6 +63,16 @@ def sql(url, statement):
         ["psql", "-qtA", url, "-c", statement], check=True, capture_output=True, text=True
     )
     return out.stdout.strip()
+
+
+PRIMARY_DIR = os.path.join(os.path.dirname(REPLICA_DIR), "primary")
+AS_POSTGRES = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+CREATE = "mutation($input: CreateArticleInput!) { createArticle(input: $input) { article { slug } } }"
+
+
+def pg_ctl(*args):
+    # The server it starts keeps its output: nothing of it may stay tied to this process.
+    subprocess.run(AS_POSTGRES + [PG_CTL, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def register(base):
@@ -127,14 +154,9 @@ def replica_stopped_under_load():
     for worker in workers:
         worker.start()
     time.sleep(1)
-    stop = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run(stop + [PG_CTL, "-D", REPLICA_DIR, "-m", "immediate", "-w", "stop"], check=True, capture_output=True)
+    pg_ctl("-D", REPLICA_DIR, "-m", "immediate", "-w", "stop")
     time.sleep(2)
-    subprocess.run(
-        stop + [PG_CTL, "-D", REPLICA_DIR, "-l", REPLICA_DIR + "/../replica.log", "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
+    pg_ctl("-D", REPLICA_DIR, "-l", REPLICA_DIR + "/../replica.log", "-w", "start")
     time.sleep(1)
     done.set()
     for worker in workers:
@@ -143,8 +165,107 @@ def replica_stopped_under_load():
     print(f"cluster: replica stopped and started again under load: {counts[0]} requests, 0 failed")
 
 
+def code_of(answer):
+    errors = answer.get("errors") or [{}]
+    return (errors[0].get("extensions") or {}).get("code")
+
+
+def primary_restarted_under_load():
+    token = register(INSTANCES[0])
+    acknowledged, outcomes, lock = [], [], threading.Lock()
+    done = threading.Event()
+
+    def write():
+        while not done.is_set():
+            title = f"Under restart {uuid.uuid4().hex[:10]}"
+            started = time.monotonic()
+            try:
+                status, retry_after, answer = post(
+                    GRAPHQL, CREATE, {"input": {"title": title, "description": "d", "body": "b"}}, token
+                )
+            except Exception as error:  # noqa: BLE001 - a dropped connection is an outcome too
+                status, retry_after, answer = None, None, {"exception": repr(error)}
+            with lock:
+                outcomes.append((started, status, retry_after, answer, time.monotonic() - started))
+                if status == 200 and "errors" not in answer:
+                    acknowledged.append(answer["data"]["createArticle"]["article"]["slug"])
+            time.sleep(0.25)  # under the writer's cost budget (10 points a mutation)
+
+    def read():
+        while not done.is_set():
+            started = time.monotonic()
+            try:
+                status, retry_after, answer = post(GRAPHQL, f'{{ articles(first: 2, tag: "r{uuid.uuid4().hex[:6]}") {{ totalCount }} }}')
+            except Exception as error:  # noqa: BLE001
+                status, retry_after, answer = None, None, {"exception": repr(error)}
+            with lock:
+                outcomes.append((started, status, retry_after, answer, time.monotonic() - started))
+            time.sleep(0.05)
+
+    workers = [threading.Thread(target=write) for _ in range(2)] + [threading.Thread(target=read) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.5)
+    pg_ctl("-D", PRIMARY_DIR, "-m", "fast", "-w", "stop")
+    # Down for longer than a statement waits for a connection (3 s): writes must fail, fast.
+    time.sleep(4)
+    pg_ctl("-D", PRIMARY_DIR, "-l", PRIMARY_DIR + "/../primary.log", "-w", "start")
+    restarted = time.monotonic()
+    time.sleep(5)
+    done.set()
+    for worker in workers:
+        worker.join()
+
+    wrong = [o for o in outcomes if o[1] not in (200, 503)]
+    assert not wrong, f"answers other than 200 and 503 (never a 500): {wrong[:3]}"
+    unavailable = [o for o in outcomes if o[1] == 503]
+    assert unavailable, "no write was refused while the primary was down"
+    for _, _, retry_after, answer, _ in unavailable:
+        assert code_of(answer) == "SERVICE_UNAVAILABLE" and retry_after, answer
+    slowest = max(o[4] for o in outcomes)
+    assert slowest < 6, f"a request took {slowest:.1f} s: requests must fail fast, not time out"
+    late = [o for o in outcomes if o[0] > restarted + 2 and (o[1] != 200 or "errors" in o[3])]
+    assert not late, f"failures after the primary was back: {late[:3]}"
+    found = int(sql(PRIMARY, "SELECT count(*) FROM articles WHERE slug IN (%s)" % ",".join(f"'{s}'" for s in acknowledged)))
+    assert found == len(acknowledged), f"{len(acknowledged)} acknowledged articles, {found} in the database"
+    print(
+        f"cluster: primary down 4 s and back under load: {len(outcomes)} requests, {len(unavailable)} answered 503 "
+        f"(SERVICE_UNAVAILABLE, Retry-After) during the outage, none after, no 500, slowest {slowest:.1f} s; "
+        f"all {len(acknowledged)} acknowledged createArticle present"
+    )
+
+
+def primary_stopped_read_only():
+    token = register(INSTANCES[0])
+    pg_ctl("-D", PRIMARY_DIR, "-m", "fast", "-w", "stop")
+    try:
+        time.sleep(1)
+        status, _, answer = post(GRAPHQL, '{ articles(first: 3) { totalCount } }')
+        assert status == 200 and "errors" not in answer, (status, answer)
+        status, retry_after, answer = post(
+            GRAPHQL, CREATE, {"input": {"title": "Refused", "description": "d", "body": "b"}}, token
+        )
+        assert status == 503 and code_of(answer) == "SERVICE_UNAVAILABLE" and retry_after, (status, answer)
+        with urllib.request.urlopen(INSTANCES[1] + "/health/ready", timeout=5) as response:
+            ready = json.load(response)
+        assert response.status == 200 and ready["status"].startswith("degraded"), ready
+    finally:
+        pg_ctl("-D", PRIMARY_DIR, "-l", PRIMARY_DIR + "/../primary.log", "-w", "start")
+    for _ in range(50):
+        try:
+            with urllib.request.urlopen(INSTANCES[0] + "/health/ready", timeout=5) as response:
+                if json.load(response)["status"] == "ok":
+                    break
+        except urllib.error.URLError:
+            pass
+        time.sleep(0.2)
+    print("cluster: primary stopped: queries answered from the replica, mutations 503 SERVICE_UNAVAILABLE, readiness degraded (read-only); back once it started")
+
+
 if __name__ == "__main__":
     reads_reach_the_replica()
     read_your_writes_with_a_paused_replica()
     replica_stopped_under_load()
+    primary_restarted_under_load()
+    primary_stopped_read_only()
     sys.exit(0)
