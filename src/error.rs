@@ -272,3 +272,41 @@ pub fn request_error(message: impl Into<String>, code: &str) -> async_graphql::S
 
 /// Results of services and loaders.
 pub type AppResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{DbErr, RuntimeErr};
+
+    use super::{AppError, code, is_unavailable};
+
+    fn sqlx(err: sea_orm::sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_a_bad_statement_is_internal() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for unreachable in [
+            DbErr::Conn(RuntimeErr::Internal("refused".into())),
+            sqlx(sea_orm::sqlx::Error::Io(refused)),
+            sqlx(sea_orm::sqlx::Error::PoolTimedOut),
+            sqlx(sea_orm::sqlx::Error::PoolClosed),
+        ] {
+            assert!(is_unavailable(&unreachable), "{unreachable}");
+            assert_eq!(
+                AppError::from(unreachable).code(),
+                code::SERVICE_UNAVAILABLE
+            );
+        }
+        for fault in [
+            DbErr::RecordNotFound("row".into()),
+            sqlx(sea_orm::sqlx::Error::RowNotFound),
+            DbErr::Custom("bad".into()),
+        ] {
+            assert!(!is_unavailable(&fault), "{fault}");
+            assert_eq!(AppError::from(fault).code(), code::INTERNAL_SERVER_ERROR);
+        }
+    }
+}

@@ -379,6 +379,31 @@ async fn liveness_and_readiness_are_separate_probes() {
         let down: Value = down.json().await.expect("json");
         assert_eq!(down["checks"]["database"], "unreachable", "{down}");
         assert_eq!(app.get("/health/live").await.status(), 200);
+
+        // Requests fail fast with SERVICE_UNAVAILABLE (503, Retry-After), never a 500 or a
+        // 30 s timeout.
+        for query in [
+            "{ articles(first: 1, tag: \"while-down\") { totalCount } }",
+            "mutation { register(input: { username: \"late\", email: \"late@example.com\", password: \"password123\" }) { token } }",
+        ] {
+            let started = std::time::Instant::now();
+            let answer = app.post_as(None, query, json!({}), &[]).await;
+            assert_eq!(answer.status(), 503, "{query}");
+            assert_eq!(
+                answer
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|value| value.to_str().ok()),
+                Some("1")
+            );
+            let body: Value = answer.json().await.expect("json");
+            assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+            assert!(
+                started.elapsed() < Duration::from_secs(6),
+                "{:?}",
+                started.elapsed()
+            );
+        }
     }
 }
 
