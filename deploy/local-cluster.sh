@@ -26,7 +26,7 @@ REDIS_PORT="${REDIS_PORT:-56379}"
 read -r -a INSTANCE_PORTS <<< "${INSTANCE_PORTS:-18081 18082}"
 NGINX_PORT="${NGINX_PORT:-18080}"
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2> /dev/null | sort -V | tail -n 1)"
-DB=conduit
+DB="${CLUSTER_DB:-conduit}"
 PRIMARY_URL="postgres://postgres@127.0.0.1:$PRIMARY_PORT/$DB"
 REPLICA_URL="postgres://postgres@127.0.0.1:$REPLICA_PORT/$DB"
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
