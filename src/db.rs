@@ -246,6 +246,42 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// Most runs of one mutation's transaction when it keeps losing races.
+const TRANSACTION_ATTEMPTS: u32 = 4;
+
+/// Runs `transaction` (which begins, does and commits one transaction) again when it fails with a
+/// serialization failure or a deadlock, at most [`TRANSACTION_ATTEMPTS`] times in all, after a
+/// short random pause that grows with each attempt (so that the racers do not meet again).
+/// Any other outcome is returned as it is.
+pub async fn retrying<T, F, Fut>(mut transaction: F) -> AppResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match transaction().await {
+            Err(err) if err.is_transaction_conflict() && attempt < TRANSACTION_ATTEMPTS => {
+                let pause = retry_pause(attempt);
+                tracing::info!(
+                    attempt,
+                    pause_ms = pause.as_millis() as u64,
+                    "transaction lost a race: running it again"
+                );
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// A random pause before attempt `attempt + 1`: up to 10 ms, 20 ms, 40 ms, ...
+fn retry_pause(attempt: u32) -> Duration {
+    let ceiling_ms = 10u64 << (attempt - 1).min(6);
+    Duration::from_millis(rand::random_range(1..=ceiling_ms))
+}
+
 /// The current time, truncated to milliseconds: the precision the API shows and cursors hold.
 pub fn now() -> chrono::DateTime<chrono::Utc> {
     let now = chrono::Utc::now();
@@ -278,7 +314,78 @@ pub async fn count_by<E: EntityTrait>(
 
 #[cfg(test)]
 mod tests {
-    use super::effective_url;
+    use super::{TRANSACTION_ATTEMPTS, effective_url, retrying};
+    use crate::error::AppError;
+
+    /// A serialization failure as PostgreSQL reports it.
+    fn serialization_failure() -> AppError {
+        #[derive(Debug)]
+        struct Serialization;
+        impl std::fmt::Display for Serialization {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("could not serialize access")
+            }
+        }
+        impl std::error::Error for Serialization {}
+        impl sea_orm::sqlx::error::DatabaseError for Serialization {
+            fn message(&self) -> &str {
+                "could not serialize access due to concurrent update"
+            }
+            fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+                Some("40001".into())
+            }
+            fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+                self
+            }
+            fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+                sea_orm::sqlx::error::ErrorKind::Other
+            }
+        }
+        AppError::from(sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(
+            std::sync::Arc::new(sea_orm::sqlx::Error::Database(Box::new(Serialization))),
+        )))
+    }
+
+    #[tokio::test]
+    async fn a_transaction_that_lost_a_race_runs_again_a_bounded_number_of_times() {
+        let mut runs = 0;
+        let outcome = retrying(|| {
+            runs += 1;
+            let result = if runs < 3 {
+                Err(serialization_failure())
+            } else {
+                Ok(runs)
+            };
+            async move { result }
+        })
+        .await;
+        assert_eq!(outcome.ok(), Some(3));
+
+        let mut runs = 0;
+        let outcome: Result<(), AppError> = retrying(|| {
+            runs += 1;
+            async { Err(serialization_failure()) }
+        })
+        .await;
+        assert!(outcome.is_err_and(|err| err.is_transaction_conflict()));
+        assert_eq!(runs, TRANSACTION_ATTEMPTS);
+
+        // Other errors are not run again.
+        let mut runs = 0;
+        let outcome: Result<(), AppError> = retrying(|| {
+            runs += 1;
+            async { Err(AppError::NotFound("gone".into())) }
+        })
+        .await;
+        assert!(outcome.is_err());
+        assert_eq!(runs, 1);
+    }
 
     #[test]
     fn loopback_postgres_goes_without_tls_unless_asked() {

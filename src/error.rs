@@ -126,6 +126,20 @@ impl AppError {
         Self::Internal(Arc::new(cause))
     }
 
+    /// Whether this is a transaction that lost a race (serialization failure, deadlock): worth
+    /// running the whole transaction again.
+    pub fn is_transaction_conflict(&self) -> bool {
+        match self {
+            Self::Internal(cause) => {
+                let cause: &(dyn std::error::Error + 'static) = cause.as_ref();
+                cause
+                    .downcast_ref::<DbErr>()
+                    .is_some_and(is_transaction_conflict)
+            }
+            _ => false,
+        }
+    }
+
     /// The stable code of this error.
     pub fn code(&self) -> &'static str {
         match self {
@@ -154,6 +168,20 @@ fn conflicting_field(message: &str) -> String {
         }
     }
     "id".to_owned()
+}
+
+/// Whether `err` is a serialization failure or a deadlock: the transaction lost a race and the
+/// same work, tried again, may well succeed.
+pub fn is_transaction_conflict(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            matches!(sqlx.as_ref(), Sqlx::Database(database)
+                if matches!(database.code().as_deref(), Some("40001" | "40P01")))
+        }
+        _ => false,
+    }
 }
 
 /// Whether `err` says the database could not be reached (refused or dropped connections, a pool

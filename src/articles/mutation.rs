@@ -7,6 +7,7 @@ use super::types::{
     Article, CreateArticleInput, CreateArticlePayload, DeleteArticlePayload,
     FavoriteArticlePayload, UnfavoriteArticlePayload, UpdateArticleInput, UpdateArticlePayload,
 };
+use crate::db;
 use crate::graphql::cache_tags;
 use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind};
 
@@ -30,7 +31,7 @@ impl ArticlesMutation {
             body: input.body,
             tags: input.tags.unwrap_or_default(),
         };
-        let article = service::create(ctx.db(), viewer, new).await?;
+        let article = db::retrying(|| service::create(ctx.db(), viewer, new.clone())).await?;
         ctx.created_tag(cache_tags::entity(NodeKind::Article, article.id));
         ctx.write_tag(cache_tags::list(NodeKind::Article));
         ctx.write_tag(cache_tags::tags());
@@ -54,7 +55,8 @@ impl ArticlesMutation {
             body: input.body,
             tags: input.tags,
         };
-        let article = service::update(ctx.db(), viewer, &slug, changes).await?;
+        let article =
+            db::retrying(|| service::update(ctx.db(), viewer, &slug, changes.clone())).await?;
         ctx.write_tag(cache_tags::entity(NodeKind::Article, article.id));
         ctx.write_tag(cache_tags::list(NodeKind::Article));
         ctx.write_tag(cache_tags::tags());
@@ -71,7 +73,7 @@ impl ArticlesMutation {
         #[graphql(desc = "The slug of the article to delete.")] slug: String,
     ) -> FieldResult<DeleteArticlePayload> {
         let viewer = ctx.viewer().require()?;
-        let id = service::delete(ctx.db(), viewer, &slug).await?;
+        let id = db::retrying(|| service::delete(ctx.db(), viewer, &slug)).await?;
         for tag in [
             cache_tags::entity(NodeKind::Article, id),
             cache_tags::list(NodeKind::Article),
@@ -92,7 +94,7 @@ impl ArticlesMutation {
         #[graphql(desc = "The slug of the article to favorite.")] slug: String,
     ) -> FieldResult<FavoriteArticlePayload> {
         let viewer = ctx.viewer().require()?;
-        let article = service::favorite(ctx.db(), viewer, &slug).await?;
+        let article = db::retrying(|| service::favorite(ctx.db(), viewer, &slug)).await?;
         ctx.write_tag(cache_tags::entity(NodeKind::Article, article.id));
         ctx.write_tag(cache_tags::list(NodeKind::Article));
         Ok(FavoriteArticlePayload {
@@ -108,7 +110,7 @@ impl ArticlesMutation {
         #[graphql(desc = "The slug of the article to remove from the favorites.")] slug: String,
     ) -> FieldResult<UnfavoriteArticlePayload> {
         let viewer = ctx.viewer().require()?;
-        let article = service::unfavorite(ctx.db(), viewer, &slug).await?;
+        let article = db::retrying(|| service::unfavorite(ctx.db(), viewer, &slug)).await?;
         ctx.write_tag(cache_tags::entity(NodeKind::Article, article.id));
         ctx.write_tag(cache_tags::list(NodeKind::Article));
         Ok(UnfavoriteArticlePayload {

@@ -4,6 +4,7 @@ use async_graphql::{Context, ID, Object};
 
 use super::service;
 use super::types::{AddCommentInput, AddCommentPayload, Comment, DeleteCommentPayload};
+use crate::db;
 use crate::graphql::cache_tags;
 use crate::graphql::{ContextExt, FieldResult, GlobalId, NodeKind};
 
@@ -22,7 +23,8 @@ impl CommentsMutation {
         #[graphql(desc = "The new comment.")] input: AddCommentInput,
     ) -> FieldResult<AddCommentPayload> {
         let viewer = ctx.viewer().require()?;
-        let comment = service::add(ctx.db(), viewer, &slug, input.body).await?;
+        let comment =
+            db::retrying(|| service::add(ctx.db(), viewer, &slug, input.body.clone())).await?;
         ctx.created_tag(cache_tags::entity(NodeKind::Comment, comment.id));
         ctx.write_tag(cache_tags::list(NodeKind::Comment));
         Ok(AddCommentPayload {
@@ -39,7 +41,7 @@ impl CommentsMutation {
     ) -> FieldResult<DeleteCommentPayload> {
         let viewer = ctx.viewer().require()?;
         let comment_id = GlobalId::expect(&id, NodeKind::Comment, "id")?;
-        service::delete(ctx.db(), viewer, comment_id).await?;
+        db::retrying(|| service::delete(ctx.db(), viewer, comment_id)).await?;
         ctx.write_tag(cache_tags::entity(NodeKind::Comment, comment_id));
         ctx.write_tag(cache_tags::list(NodeKind::Comment));
         Ok(DeleteCommentPayload {

@@ -155,7 +155,7 @@ impl UsersMutation {
         ctx: &Context<'_>,
     ) -> FieldResult<SignOutEverywherePayload> {
         let user_id = ctx.viewer().require()?;
-        let user = service::revoke_tokens(ctx.db(), user_id).await?;
+        let user = crate::db::retrying(|| service::revoke_tokens(ctx.db(), user_id)).await?;
         revoked(ctx, &user);
         Ok(SignOutEverywherePayload {
             token: issue_token(ctx, &user)?,
@@ -171,7 +171,7 @@ impl UsersMutation {
         #[graphql(desc = "The user to follow.")] username: String,
     ) -> FieldResult<FollowUserPayload> {
         let viewer = ctx.viewer().require()?;
-        let user = service::follow(ctx.db(), viewer, &username).await?;
+        let user = crate::db::retrying(|| service::follow(ctx.db(), viewer, &username)).await?;
         ctx.write_tag(cache_tags::entity(NodeKind::User, user.id));
         ctx.write_tag(cache_tags::feed(viewer));
         Ok(FollowUserPayload { user: User(user) })
@@ -184,7 +184,7 @@ impl UsersMutation {
         #[graphql(desc = "The user to stop following.")] username: String,
     ) -> FieldResult<UnfollowUserPayload> {
         let viewer = ctx.viewer().require()?;
-        let user = service::unfollow(ctx.db(), viewer, &username).await?;
+        let user = crate::db::retrying(|| service::unfollow(ctx.db(), viewer, &username)).await?;
         ctx.write_tag(cache_tags::entity(NodeKind::User, user.id));
         ctx.write_tag(cache_tags::feed(viewer));
         Ok(UnfollowUserPayload { user: User(user) })

@@ -170,6 +170,31 @@ def code_of(answer):
     return (errors[0].get("extensions") or {}).get("code")
 
 
+def instances_share_budget_and_cache():
+    first, second = INSTANCES[0], INSTANCES[1]
+    query = f'{{ articles(first: 1, tag: "shared-{uuid.uuid4().hex[:8]}") {{ totalCount }} }}'
+
+    def cached(base):
+        request = urllib.request.Request(
+            base + "/graphql", data=json.dumps({"query": query}).encode(), method="POST"
+        )
+        request.add_header("content-type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers.get("x-cache")
+
+    assert cached(first) == "MISS"
+    assert cached(second) == "HIT", "instance B did not find what instance A stored"
+    # A fresh user's budget: spent on A, seen spent on B.
+    token = register(first)
+    spent = gql(first, CREATE, {"input": {"title": "Budget", "description": "d", "body": "b"}}, token)
+    after_a = spent["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+    seen = gql(second, "{ viewer { username } }", None, token)
+    after_b = seen["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+    maximum = seen["extensions"]["cost"]["throttleStatus"]["maximumAvailable"]
+    assert after_b < maximum - 5, f"instance B's budget ({after_b} of {maximum}) did not see A's charge"
+    print(f"cluster: instances share the cache (MISS on A, HIT on B) and the budget ({after_a} left on A, then {after_b} on B of {maximum})")
+
+
 def primary_restarted_under_load():
     token = register(INSTANCES[0])
     acknowledged, outcomes, lock = [], [], threading.Lock()
@@ -266,6 +291,7 @@ if __name__ == "__main__":
     reads_reach_the_replica()
     read_your_writes_with_a_paused_replica()
     replica_stopped_under_load()
+    instances_share_budget_and_cache()
     primary_restarted_under_load()
     primary_stopped_read_only()
     sys.exit(0)
