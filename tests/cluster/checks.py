@@ -195,6 +195,49 @@ def instances_share_budget_and_cache():
     print(f"cluster: instances share the cache (MISS on A, HIT on B) and the budget ({after_a} left on A, then {after_b} on B of {maximum})")
 
 
+def no_stale_answer_is_cached_from_a_lagging_replica():
+    first, second = INSTANCES[0], INSTANCES[1]
+    token = register(first)
+    created = data(gql(first, CREATE, {"input": {"title": f"Cached {uuid.uuid4().hex[:6]}", "description": "d", "body": "before"}}, token))
+    slug = created["createArticle"]["article"]["slug"]
+    query = "query($slug: String!) { article(slug: $slug) { body } }"
+    time.sleep(0.3)
+    sql(REPLICA, "SELECT pg_wal_replay_pause()")
+    try:
+        data(gql(first, "mutation($slug: String!) { updateArticle(slug: $slug, input: { body: \"after\" }) { article { slug } } }", {"slug": slug}, token))
+        # An anonymous reader may be answered from the paused replica (the old body)...
+        gql(second, query, {"slug": slug})
+    finally:
+        sql(REPLICA, "SELECT pg_wal_replay_resume()")
+    time.sleep(0.5)
+    # ...but that answer was not stored: once the replica has caught up, everyone reads the new body.
+    for base in (first, second):
+        seen = data(gql(base, query, {"slug": slug}))
+        assert seen["article"]["body"] == "after", f"a stale answer was cached: {seen}"
+    print("cluster: an answer read on a replica behind the latest write is not cached")
+
+
+def subscriptions_cross_instances():
+    first, second = INSTANCES[0], INSTANCES[1]
+    token = register(first)
+    created = data(gql(first, CREATE, {"input": {"title": f"Followed {uuid.uuid4().hex[:6]}", "description": "d", "body": "b"}}, token))
+    slug = created["createArticle"]["article"]["slug"]
+    body = json.dumps({"query": "subscription($slug: String!) { commentAdded(slug: $slug) { body } }", "variables": {"slug": slug}}).encode()
+    request = urllib.request.Request(second + "/graphql", data=body, method="POST")
+    request.add_header("content-type", "application/json")
+    request.add_header("accept", "text/event-stream")
+    with urllib.request.urlopen(request, timeout=10) as stream:
+        time.sleep(0.3)
+        data(gql(first, "mutation($slug: String!) { addComment(slug: $slug, input: { body: \"across\" }) { comment { id } } }", {"slug": slug}, token))
+        for raw in stream:
+            line = raw.decode().strip()
+            if line.startswith("data:") and "across" in line:
+                break
+        else:
+            raise AssertionError("no event")
+    print("cluster: a comment added through instance A reached an event stream on instance B (through Redis)")
+
+
 def primary_restarted_under_load():
     token = register(INSTANCES[0])
     acknowledged, outcomes, lock = [], [], threading.Lock()
@@ -292,6 +335,8 @@ if __name__ == "__main__":
     read_your_writes_with_a_paused_replica()
     replica_stopped_under_load()
     instances_share_budget_and_cache()
+    no_stale_answer_is_cached_from_a_lagging_replica()
+    subscriptions_cross_instances()
     primary_restarted_under_load()
     primary_stopped_read_only()
     sys.exit(0)
