@@ -83,22 +83,27 @@ if current < tonumber(ARGV[1]) then
 end
 return 1";
 
+/// The position stored in Redis under `key` (0 when none); `Err` when Redis did not answer.
+async fn shared_position(redis: &RedisClient, key: &str) -> Result<u64, ()> {
+    let key = redis.key(key);
+    redis
+        .run("lsn", |mut connection| async move {
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<u64>>(&mut connection)
+                .await
+        })
+        .await
+        .map(Option::unwrap_or_default)
+        .map_err(|_| ())
+}
+
 impl WritePositions {
     async fn viewer(&self, user_id: i64) -> Result<u64, ()> {
         match self {
             Self::Local { viewers, .. } => Ok(viewers.get(&user_id).unwrap_or(0)),
             Self::Shared { redis, .. } => {
-                let key = redis.key(&format!("lsn:user:{user_id}"));
-                redis
-                    .run("lsn", |mut connection| async move {
-                        redis::cmd("GET")
-                            .arg(&key)
-                            .query_async::<Option<u64>>(&mut connection)
-                            .await
-                    })
-                    .await
-                    .map(Option::unwrap_or_default)
-                    .map_err(|_| ())
+                shared_position(redis, &format!("lsn:user:{user_id}")).await
             }
         }
     }
@@ -106,21 +111,9 @@ impl WritePositions {
     async fn last(&self) -> Result<u64, ()> {
         match self {
             Self::Local { last, .. } => Ok(last.load(Ordering::Acquire)),
-            Self::Shared { redis, local_last } => {
-                let key = redis.key("lsn:last");
-                let shared = redis
-                    .run("lsn", |mut connection| async move {
-                        redis::cmd("GET")
-                            .arg(&key)
-                            .query_async::<Option<u64>>(&mut connection)
-                            .await
-                    })
-                    .await
-                    .map_err(|_| ())?;
-                Ok(shared
-                    .unwrap_or_default()
-                    .max(local_last.load(Ordering::Acquire)))
-            }
+            Self::Shared { redis, local_last } => Ok(shared_position(redis, "lsn:last")
+                .await?
+                .max(local_last.load(Ordering::Acquire))),
         }
     }
 
