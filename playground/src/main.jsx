@@ -6,12 +6,32 @@ import React from 'react';
 import { createRoot } from 'react-dom/client';
 import { GraphiQL } from 'graphiql';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
+import { parse } from 'graphql';
 import 'graphiql/graphiql.css';
 
 // ws: or wss: to this host, so the page's `connect-src 'self'` allows it. For each subscription the
 // toolkit opens a graphql-ws client with the headers editor's JSON as its connectionParams.
 const subscriptionUrl = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/graphql`;
-const fetcher = createGraphiQLFetcher({ url: '/graphql', subscriptionUrl });
+const toolkitFetcher = createGraphiQLFetcher({ url: '/graphql', subscriptionUrl });
+
+/**
+ * The toolkit's fetcher picks the WebSocket by the parsed document and operation name it is given,
+ * and GraphiQL updates both 100 ms after each change to the editor: a subscription run right after
+ * it was typed or pasted would go over HTTP, or under the previous text's operation name. This goes
+ * by the text actually sent (a syntax error is left for the server to report).
+ */
+const fetcher = (params, options) => {
+  let documentAST;
+  try {
+    documentAST = parse(params.query);
+  } catch {
+    return toolkitFetcher(params, options);
+  }
+  const operations = documentAST.definitions.filter((definition) => definition.kind === 'OperationDefinition');
+  const operationName =
+    operations.length === 1 ? operations[0].name?.value : params.operationName ?? undefined;
+  return toolkitFetcher({ ...params, operationName }, { ...options, documentAST });
+};
 
 const register = `# Create an account: the answer holds a token.
 # Put it in the Headers tab below as {"Authorization": "Bearer <token>"}.

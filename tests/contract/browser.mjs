@@ -2,7 +2,8 @@
 // nothing from another host and breaks no Content-Security-Policy rule, offers the example
 // operations, the headers editor and the docs explorer, runs a query, and runs the subscription
 // example over a WebSocket to the same host, signed in with the headers editor's Authorization
-// (sent as connection params): an article published meanwhile shows up in the result window.
+// (sent as connection params), pasted and run at once: an article published meanwhile shows up in
+// the result window.
 // Usage: node browser.mjs http://127.0.0.1:8080
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
@@ -104,7 +105,20 @@ try {
       if (message.type === 'subscribe') subscribed.resolve(message.payload);
     });
   });
+  // The previous run has finished: a click while it runs would stop it instead.
+  await page.waitForSelector('.graphiql-execute-button[aria-label^="Execute"]', { timeout: 30_000 });
   await page.locator('.graphiql-tab', { hasText: 'NewArticles' }).click();
+  const queryEditor = '.graphiql-query-editor .CodeMirror';
+  await page.waitForFunction(
+    (selector) => /articlePublished/.test(document.querySelector(selector)?.CodeMirror?.getValue()),
+    queryEditor,
+    { timeout: 30_000 },
+  );
+  const example = await page.evaluate(
+    (selector) => document.querySelector(selector).CodeMirror.getValue(),
+    queryEditor,
+  );
+  assert.match(example, /^subscription /m);
   // Headers belong to a tab: these go with the subscription's.
   await page.getByText('Headers', { exact: true }).click();
   await page.evaluate((headers) => {
@@ -113,6 +127,14 @@ try {
     if (editors.length !== 1) throw new Error(`one headers editor shown, not ${editors.length}`);
     editors[0].CodeMirror.setValue(headers);
   }, JSON.stringify({ Authorization: `Bearer ${token}` }));
+  // Someone who had a query in the editor pastes the subscription and runs it at once: GraphiQL
+  // parses the editor 100 ms after a change, so the run must go by the text sent, not that parse.
+  await page.evaluate((selector) => document.querySelector(selector).CodeMirror.setValue('{ __typename }'), queryEditor);
+  await page.waitForTimeout(400);
+  await page.evaluate(
+    ({ selector, example }) => document.querySelector(selector).CodeMirror.setValue(example),
+    { selector: queryEditor, example },
+  );
   await page.click('.graphiql-execute-button');
   const connection = await within(init.promise, 'the playground to open a WebSocket');
   assert.equal(new URL(connection.url).host, new URL(base).host);
