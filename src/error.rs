@@ -1,5 +1,6 @@
 //! The error type every layer converts into, and its GraphQL form with a stable `extensions.code`.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -210,8 +211,48 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// Whether `err` says a connection broke while a statement used it (the server restarted, or the
+/// connection was cut), as opposed to none being available in time: the same read on a new
+/// connection may well succeed at once.
+pub fn is_connection_lost(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            match sqlx.as_ref() {
+                Sqlx::Io(_) | Sqlx::Protocol(_) | Sqlx::WorkerCrashed => true,
+                // Class 08: connection exception; 57P01/57P02: the backend was shut down.
+                Sqlx::Database(database) => database.code().is_some_and(|code| {
+                    code.starts_with("08") || code == "57P01" || code == "57P02"
+                }),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+tokio::task_local! {
+    /// Whether a statement of the operation running on this task lost its connection.
+    static CONNECTION_LOST: Cell<bool>;
+}
+
+/// Runs `work` and tells whether one of the statements it sent on this task lost its connection
+/// (a request's loaders run their batches on the request's task, so theirs count too).
+pub async fn noting_lost_connections<F: Future>(work: F) -> (F::Output, bool) {
+    CONNECTION_LOST
+        .scope(Cell::new(false), async {
+            let output = work.await;
+            (output, CONNECTION_LOST.with(Cell::get))
+        })
+        .await
+}
+
 impl From<DbErr> for AppError {
     fn from(err: DbErr) -> Self {
+        if is_connection_lost(&err) {
+            let _ = CONNECTION_LOST.try_with(|lost| lost.set(true));
+        }
         if is_unavailable(&err) {
             tracing::warn!(error = %err, "database unavailable");
             return Self::Unavailable("The database is unavailable: try again shortly".into());
@@ -307,7 +348,7 @@ mod tests {
 
     use sea_orm::{DbErr, RuntimeErr};
 
-    use super::{AppError, code, is_unavailable};
+    use super::{AppError, code, is_connection_lost, is_unavailable, noting_lost_connections};
 
     fn sqlx(err: sea_orm::sqlx::Error) -> DbErr {
         DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
@@ -336,5 +377,34 @@ mod tests {
             assert!(!is_unavailable(&fault), "{fault}");
             assert_eq!(AppError::from(fault).code(), code::INTERNAL_SERVER_ERROR);
         }
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_mid_statement_is_told_apart_from_no_connection_in_time() {
+        let dropped = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_connection_lost(&sqlx(sea_orm::sqlx::Error::Io(dropped))));
+        assert!(is_connection_lost(&sqlx(
+            sea_orm::sqlx::Error::WorkerCrashed
+        )));
+        for not_lost in [
+            sqlx(sea_orm::sqlx::Error::PoolTimedOut),
+            DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
+            sqlx(sea_orm::sqlx::Error::RowNotFound),
+            DbErr::Custom("bad".into()),
+        ] {
+            assert!(!is_connection_lost(&not_lost), "{not_lost}");
+        }
+        // Converting a lost connection's error into the request's error notes it on the task.
+        let (_, lost) = noting_lost_connections(async {
+            let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+            AppError::from(sqlx(sea_orm::sqlx::Error::Io(reset)))
+        })
+        .await;
+        assert!(lost);
+        let (_, lost) = noting_lost_connections(async {
+            AppError::from(sqlx(sea_orm::sqlx::Error::PoolTimedOut))
+        })
+        .await;
+        assert!(!lost);
     }
 }

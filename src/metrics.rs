@@ -233,6 +233,11 @@ impl Metrics {
             "Queries sent to the primary although replicas are configured, by reason (replica_down, lagging, behind_viewer, read_failed, positions_unknown, no_replica).",
         );
         counter(
+            "conduit_db_read_retries_total",
+            Unit::Count,
+            "Queries run once more on the primary because a statement lost its connection.",
+        );
+        counter(
             "conduit_subscription_events_total",
             Unit::Count,
             "Subscription events delivered.",
@@ -560,6 +565,12 @@ impl Metrics {
             )
             .increment(1);
         }
+    }
+
+    /// A query run once more on the primary after a statement lost its connection.
+    pub fn read_retried(&self) {
+        self.counter("conduit_db_read_retries_total", Vec::new())
+            .increment(1);
     }
 
     /// The metrics in the Prometheus text format, with the gauges read from `snapshot`.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::plan::Planner;
 use super::{Caller, Exchange, Gateway, OperationState, Prepared, Transport, cost, serialize};
 use crate::cache::{CachePolicy, CacheStatus, CachedResponse, Record, Recorder};
+use crate::error;
 use crate::graphql::loading;
 use crate::schema;
 
@@ -199,13 +200,20 @@ impl Gateway {
         let db = route.as_ref().map_or(&self.db, |route| &route.db);
         let (request, batches) = self.request_for(prepared, caller, db);
         let request = request.data(recorder.clone());
-        let mut response = loading::drive(self.schema.execute(request), batches).await;
-        if let (Some(replicas), Some(route)) = (&self.replicas, &route)
-            && route.on_replica()
+        let (mut response, connection_lost) =
+            error::noting_lost_connections(loading::drive(self.schema.execute(request), batches))
+                .await;
+        let on_replica = route.as_ref().is_some_and(|route| route.on_replica());
+        if prepared.operation_type == OperationType::Query
+            && (on_replica || connection_lost)
             && failed_internally(&response)
         {
-            // The replica went away since the last poll: the same read, on the primary.
-            replicas.failed(route);
+            // Once more, on the primary: the replica went away since the last poll, or a
+            // statement's connection broke under it (a restarted server, a cut connection).
+            match (&self.replicas, &route) {
+                (Some(replicas), Some(route)) if on_replica => replicas.failed(route),
+                _ => self.metrics.read_retried(),
+            }
             let (request, batches) = self.request_for(prepared, caller, &self.db);
             let request = request.data(recorder.clone());
             response = loading::drive(self.schema.execute(request), batches).await;

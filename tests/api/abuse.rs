@@ -13,7 +13,7 @@ use crate::helpers::{
     PASSWORD, TestApp, data, error_code, names_field, spawn_app, spawn_app_with, test_redis_url,
 };
 use crate::process::Server;
-use crate::redis_proxy::RedisProxy;
+use crate::tcp_proxy::RedisProxy;
 
 const LOGIN: &str = "mutation($input: LoginInput!) { login(input: $input) { token } }";
 

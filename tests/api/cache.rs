@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, data, spawn_app, spawn_app_with, test_redis_url};
-use crate::redis_proxy::RedisProxy;
+use crate::tcp_proxy::RedisProxy;
 
 /// Sends `query` as `token`'s user; the `X-Cache` header, `Cache-Control` and the JSON body.
 async fn cached(app: &TestApp, token: Option<&str>, query: &str) -> (String, String, Value) {

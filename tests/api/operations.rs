@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::helpers::{data, error_code, spawn_app, spawn_app_with, test_redis_url};
 use crate::otlp::{ReceivedSpan, Receiver};
 use crate::process::{Server, conduit, free_port, seed};
+use crate::tcp_proxy::TcpProxy;
 
 const NESTED: &str = "query Nested($author: String) { articles(first: 3) { nodes { title author { username following } tags { name } comments(first: 2) { nodes { body author { username } } } } } user(username: $author) { username followersCount } }";
 
@@ -321,6 +322,93 @@ async fn operation_names_in_metrics_are_bounded() {
         .collect();
     assert!(operations.contains("other"), "{operations:?}");
     assert!(operations.len() <= 201, "{} names", operations.len());
+}
+
+#[tokio::test]
+async fn a_read_whose_connection_drops_mid_statement_runs_once_more() {
+    let query = "{ articles(first: 5) { totalCount nodes { title } } }";
+    let Some(admin_url) = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+    else {
+        // SQLite has no connection to lose: the read simply answers.
+        let app = spawn_app().await;
+        let answer = app.gql(query, json!({})).await;
+        assert_eq!(data(&answer)["articles"]["totalCount"], 0, "{answer}");
+        return;
+    };
+    // The app reaches PostgreSQL through a proxy that can cut the connection carrying a statement.
+    let server = admin_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.rsplit('@').next())
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .expect("host:port")
+        .to_owned();
+    let proxy = TcpProxy::to(server.clone()).await;
+    let proxied = format!("127.0.0.1:{}", proxy.port());
+    let app = spawn_app_with(|config| {
+        config.cache.enabled = false;
+        config.database.url = config.database.url.replacen(&server, &proxied, 1);
+    })
+    .await;
+    assert!(app.database_url.contains(&proxied), "{}", app.database_url);
+    let token = app.register("proxied").await;
+    app.create_article(&token, "Survives a dropped connection", &[])
+        .await;
+
+    // The statement that reads the articles loses its connection on the way: the same read runs
+    // once more (on a new connection) and answers; the client never sees the failure.
+    proxy.cut_at(b"FROM \"articles\"");
+    let answer = app.post_as(None, query, json!({}), &[]).await;
+    assert!(proxy.sprung(), "the proxy cut a connection");
+    assert_eq!(answer.status(), 200);
+    let answer: Value = answer.json().await.expect("json");
+    assert!(answer.get("errors").is_none(), "{answer}");
+    assert_eq!(data(&answer)["articles"]["totalCount"], 1, "{answer}");
+    assert_eq!(
+        data(&answer)["articles"]["nodes"][0]["title"],
+        "Survives a dropped connection"
+    );
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    assert!(
+        metrics.contains("conduit_db_read_retries_total 1"),
+        "{metrics}"
+    );
+
+    // A mutation is never run twice: a write whose connection drops answers SERVICE_UNAVAILABLE
+    // (the client decides) and leaves nothing half-written. (A statement never sent before, so
+    // its text goes over the wire.)
+    let slug = app
+        .gql("{ articles(first: 1) { nodes { slug } } }", json!({}))
+        .await["data"]["articles"]["nodes"][0]["slug"]
+        .as_str()
+        .expect("a slug")
+        .to_owned();
+    proxy.cut_at(b"INSERT INTO \"comments\"");
+    let comment = app
+        .post_as(
+            Some(&token),
+            "mutation($slug: String!) { addComment(slug: $slug, input: { body: \"Once\" }) { comment { id } } }",
+            json!({ "slug": slug }),
+            &[],
+        )
+        .await;
+    assert!(proxy.sprung(), "the proxy cut a connection");
+    assert_eq!(comment.status(), 503);
+    let comment: Value = comment.json().await.expect("json");
+    assert_eq!(error_code(&comment), "SERVICE_UNAVAILABLE", "{comment}");
+    let after = app
+        .gql(
+            "query($slug: String!) { article(slug: $slug) { comments(first: 5) { totalCount } } }",
+            json!({ "slug": slug }),
+        )
+        .await;
+    assert_eq!(
+        data(&after)["article"]["comments"]["totalCount"],
+        0,
+        "{after}"
+    );
 }
 
 #[tokio::test]

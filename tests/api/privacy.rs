@@ -260,7 +260,7 @@ async fn an_invalidation_completes_even_when_its_request_is_cancelled() {
         eprintln!("TEST_REDIS_URL is not set: in process, invalidation has no await to be cut at");
         return;
     };
-    let proxy = crate::redis_proxy::RedisProxy::start(&redis_url).await;
+    let proxy = crate::tcp_proxy::RedisProxy::start(&redis_url).await;
     let app = crate::helpers::spawn_app_with(|config| {
         config.redis.url = Some(proxy.url());
         config.redis.timeout_ms = 4_000;

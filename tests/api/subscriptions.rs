@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::helpers::{TestApp, data, error_code, spawn_app, spawn_app_with, test_redis_url};
 use super::realtime_client::{EventStream, RawFrame, Received, Socket};
-use crate::redis_proxy::RedisProxy;
+use crate::tcp_proxy::RedisProxy;
 
 const COMMENT_ADDED: &str = "subscription($slug: String!) { commentAdded(slug: $slug) { id body author { username following } article { slug } } }";
 const ARTICLE_CHANGED: &str = "subscription($slug: String!) { articleChanged(slug: $slug) { slug deleted article { slug title favorited favoritesCount author { username following } } } }";
