@@ -159,6 +159,8 @@ pub struct Replicas {
     max_lag_ms: u64,
     next: AtomicUsize,
     primary_position: AtomicU64,
+    /// Whether the primary answered the last poll.
+    primary_up: AtomicBool,
     writes: WritePositions,
     metrics: Arc<Metrics>,
 }
@@ -204,6 +206,7 @@ impl Replicas {
             max_lag_ms: u64::try_from(max_lag.as_millis()).unwrap_or(u64::MAX),
             next: AtomicUsize::new(0),
             primary_position: AtomicU64::new(0),
+            primary_up: AtomicBool::new(true),
             writes,
             metrics,
         })
@@ -234,9 +237,11 @@ impl Replicas {
         .await;
         if let Ok(Ok(Some(position))) = primary_read {
             self.primary_position.store(position, Ordering::Release);
+            self.primary_up.store(true, Ordering::Release);
             self.metrics.primary_up(true);
         } else {
             // Read-only: reads go on to the replicas, measured against the last known position.
+            self.primary_up.store(false, Ordering::Release);
             self.metrics.primary_up(false);
         }
         let primary = self.primary_position.load(Ordering::Acquire);
@@ -305,6 +310,21 @@ impl Replicas {
                 primary
             }
         }
+    }
+
+    /// Whether the primary answered the last poll (every 100 ms or so).
+    pub fn primary_answers(&self) -> bool {
+        self.primary_up.load(Ordering::Acquire)
+    }
+
+    /// A replica that answered the last poll, for reads that cannot wait for the primary; the
+    /// least lagging one.
+    pub fn standby(&self) -> Option<DatabaseConnection> {
+        self.replicas
+            .iter()
+            .filter(|replica| replica.healthy.load(Ordering::Acquire))
+            .min_by_key(|replica| replica.lag_ms.load(Ordering::Acquire))
+            .map(|replica| replica.db.clone())
     }
 
     /// A read on `route` failed: its replica counts as down until the next poll finds it.

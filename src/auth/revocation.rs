@@ -39,6 +39,16 @@ impl Revocations {
 
     /// The viewer a valid token names; UNAUTHENTICATED when it was revoked or its user is gone.
     pub async fn viewer(&self, claims: TokenClaims) -> AppResult<Viewer> {
+        self.viewer_reading(claims, &self.db).await
+    }
+
+    /// The same, reading a version this instance does not remember on `db` (a replica while the
+    /// primary is down: a revocation reaches it within the replica's lag).
+    pub async fn viewer_reading(
+        &self,
+        claims: TokenClaims,
+        db: &DatabaseConnection,
+    ) -> AppResult<Viewer> {
         let current = match self.versions.get(&claims.user_id) {
             Some(current) => current,
             None => {
@@ -46,7 +56,7 @@ impl Revocations {
                     .select_only()
                     .column(user::Column::TokenVersion)
                     .into_tuple()
-                    .one(&self.db)
+                    .one(db)
                     .await?;
                 self.versions.insert(claims.user_id, current);
                 current

@@ -88,7 +88,7 @@ impl Gateway {
         let claims = crate::auth::credentials(authorization, &self.tokens)?;
         let viewer = match claims {
             None => Viewer::anonymous(),
-            Some(claims) => self.revocations.viewer(claims).await?,
+            Some(claims) => self.viewer_of(claims).await?,
         };
         Ok(Subscriber {
             caller: Caller::new(viewer, address),
@@ -105,7 +105,27 @@ impl Gateway {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
-        claims.expires_at > now && self.revocations.viewer(claims).await.is_ok()
+        claims.expires_at > now && self.viewer_of(claims).await.is_ok()
+    }
+
+    /// The viewer a token names, its version read on the primary; while the primary does not
+    /// answer, on a replica, so that signed-in reads go on in read-only mode.
+    async fn viewer_of(&self, claims: TokenClaims) -> AppResult<Viewer> {
+        let Some(replicas) = &self.replicas else {
+            return self.revocations.viewer(claims).await;
+        };
+        let standby = replicas.standby();
+        if !replicas.primary_answers()
+            && let Some(replica) = &standby
+        {
+            return self.revocations.viewer_reading(claims, replica).await;
+        }
+        match (self.revocations.viewer(claims).await, standby) {
+            (Err(AppError::Unavailable(_)), Some(replica)) => {
+                self.revocations.viewer_reading(claims, &replica).await
+            }
+            (answer, _) => answer,
+        }
     }
 
     /// Runs one operation sent over a streaming transport: what to write, in order; the stream
