@@ -8,6 +8,7 @@
 //! (persisted lookup, pricing, budget) could no longer come first.
 
 pub mod client_address;
+mod operation_ids;
 mod precompressed;
 pub mod request;
 pub mod response;

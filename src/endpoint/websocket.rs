@@ -12,7 +12,9 @@
 //!   `CONDUIT_WS_KEEPALIVE_SECS`, and a connection silent for three times as long is closed;
 //! - a bounded queue of messages to write: a client that does not read them is dropped as a slow
 //!   consumer (1013), never buffered without end;
-//! - 1012 when the server stops, so clients reconnect to another instance.
+//! - 1012 when the server stops, so clients reconnect to another instance;
+//! - the protocol's 4409 for a `subscribe` whose id is running, 4400 for a malformed message, and
+//!   trusted documents named by `documentId` ([`super::operation_ids`]).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -29,6 +31,7 @@ use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
+use super::operation_ids::{DOCUMENT_ID_EXTENSION, OperationIds, Screened};
 use super::response::HttpError;
 use crate::auth::ClientAddress;
 use crate::error::code;
@@ -48,6 +51,10 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 1013;
     /// The server stops (RFC 6455: Service Restart): reconnect, to another instance.
     pub const SERVICE_RESTART: u16 = 1012;
+    /// A message that is not a protocol message (graphql-ws: Bad request).
+    pub const BAD_REQUEST: u16 = 4400;
+    /// A `subscribe` with the id of a running operation (graphql-ws: Subscriber already exists).
+    pub const DUPLICATE_OPERATION: u16 = 4409;
     /// A normal end.
     pub const NORMAL: u16 = 1000;
 }
@@ -172,12 +179,15 @@ struct Connection {
     initialised: watch::Sender<bool>,
     /// Subscriptions open now.
     subscriptions: AtomicU32,
+    /// The ids of the operations running now.
+    ids: OperationIds,
 }
 
 impl Connection {
     /// Ends the connection with `code` (unless an end was already decided).
     fn close(&self, code: u16, reason: impl Into<String>) {
         let reason = reason.into();
+        let reason = within_close_frame(&reason).to_owned();
         self.close.send_if_modified(|close| {
             if close.is_some() {
                 return false;
@@ -219,6 +229,7 @@ async fn serve(
         subscriber: OnceLock::new(),
         initialised: watch::Sender::new(false),
         subscriptions: AtomicU32::new(0),
+        ids: OperationIds::default(),
     });
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(write(sink, queued, connection.close.subscribe()));
@@ -233,6 +244,9 @@ async fn serve(
     let protocol_sink = futures::sink::unfold(
         Arc::clone(&connection),
         |connection, message: Message| async move {
+            if let Message::Text(text) = &message {
+                connection.ids.note_server_message(text.as_str());
+            }
             let message = adjust(message, &connection);
             if connection.queue(message) {
                 Ok(connection)
@@ -267,8 +281,31 @@ async fn serve(
     // Watched from before the protocol runs: an init that completes at once is not missed.
     let initialised = connection.initialised.subscribe();
     let closed = connection.close.subscribe();
+    // What the client sends, screened for what the protocol's implementation leaves out.
+    let incoming = stream.filter_map({
+        let connection = Arc::clone(&connection);
+        move |message| {
+            let message = match message {
+                Ok(Message::Text(text)) => {
+                    match connection.ids.screen_client_message(text.as_str()) {
+                        Screened::Forward => Some(Ok(Message::Text(text))),
+                        Screened::Rewritten(text) => Some(Ok(Message::Text(text.into()))),
+                        Screened::Duplicate(id) => {
+                            connection.close(
+                                close::DUPLICATE_OPERATION,
+                                format!("Subscriber for {id} already exists"),
+                            );
+                            None
+                        }
+                    }
+                }
+                other => Some(other),
+            };
+            futures::future::ready(message)
+        }
+    });
     let protocol_served =
-        GraphQLWebSocket::new_with_pair(protocol_sink, stream, executor, protocol)
+        GraphQLWebSocket::new_with_pair(protocol_sink, incoming, executor, protocol)
             .on_connection_init(init)
             .keepalive_timeout(realtime.keepalive * 3)
             .serve();
@@ -398,15 +435,33 @@ fn adjust(message: Message, connection: &Connection) -> Message {
     };
     let code = match frame.code {
         1002 if frame.reason.starts_with(FORBIDDEN_PREFIX) => close::FORBIDDEN,
+        // async-graphql's close for a message it could not read.
+        1002 => close::BAD_REQUEST,
         1011 => close::UNAUTHORIZED,
         code => code,
     };
+    let reason = within_close_frame(frame.reason.as_str());
     // The writer ends with this frame: no other end may be decided after it.
-    connection.close(code, frame.reason.as_str());
+    connection.close(code, reason);
     Message::Close(Some(CloseFrame {
         code,
-        reason: frame.reason,
+        reason: reason.into(),
     }))
+}
+
+/// `reason` cut to what a close frame carries (123 bytes, at a character boundary): a longer one
+/// (a parse error that lists the protocol's message types) fails the frame, and the client would
+/// see the connection dropped without a code.
+fn within_close_frame(reason: &str) -> &str {
+    const MAX_REASON_BYTES: usize = 123;
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason;
+    }
+    let mut end = MAX_REASON_BYTES;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// The `Authorization` value of a `connection_init` payload (`{"Authorization": "Bearer …"}`,
@@ -529,7 +584,14 @@ fn json_of(request: async_graphql::Request) -> serde_json::Value {
     if let Ok(variables) = serde_json::to_value(&request.variables) {
         object.insert("variables".into(), variables);
     }
-    if let Ok(extensions) = serde_json::to_value(&request.extensions) {
+    if let Ok(mut extensions) = serde_json::to_value(&request.extensions) {
+        // A `documentId` that travelled here in the extensions goes back where HTTP has it.
+        if let Some(document_id) = extensions
+            .as_object_mut()
+            .and_then(|extensions| extensions.remove(DOCUMENT_ID_EXTENSION))
+        {
+            object.insert("documentId".into(), document_id);
+        }
         object.insert("extensions".into(), extensions);
     }
     serde_json::Value::Object(object)

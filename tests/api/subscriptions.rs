@@ -305,6 +305,79 @@ async fn trusted_documents_mode_refuses_other_subscriptions_over_the_websocket()
         .await;
     assert_eq!(error_code(&socket.next_of("2").await), "NOT_FOUND");
     socket.expect_complete("2").await;
+
+    // Named by its `documentId` alone, as over HTTP.
+    socket
+        .send(json!({
+            "id": "3",
+            "type": "subscribe",
+            "payload": { "documentId": format!("sha256:{id}"), "variables": { "slug": "no-such-article" } },
+        }))
+        .await;
+    assert_eq!(error_code(&socket.next_of("3").await), "NOT_FOUND");
+    socket.expect_complete("3").await;
+    socket
+        .send(json!({
+            "id": "4",
+            "type": "subscribe",
+            "payload": { "documentId": "sha256:0000", "variables": {} },
+        }))
+        .await;
+    let unknown = socket.next_of("4").await;
+    assert_ne!(error_code(&unknown), "NOT_FOUND", "{unknown}");
+    socket.expect_complete("4").await;
+}
+
+#[tokio::test]
+async fn a_subscribe_with_the_id_of_a_running_operation_closes_with_4409() {
+    let app = spawn_app().await;
+    let token = app.register("twice").await;
+    let slug = app.create_article(&token, "Twice", &[]).await;
+    let mut socket = Socket::connect(&app, None).await;
+    socket
+        .subscribe("same", COMMENT_ADDED, json!({ "slug": slug }))
+        .await;
+    settle().await;
+    // Once the first has completed, its id may be used again.
+    socket
+        .subscribe("done", "{ articles(first: 1) { totalCount } }", json!({}))
+        .await;
+    data(&socket.next_of("done").await);
+    socket.expect_complete("done").await;
+    socket
+        .subscribe("done", "{ articles(first: 1) { totalCount } }", json!({}))
+        .await;
+    data(&socket.next_of("done").await);
+    socket.expect_complete("done").await;
+    // The running one may not be replaced.
+    socket.subscribe("same", ARTICLE_PUBLISHED, json!({})).await;
+    let (code, reason) = socket.expect_close().await;
+    assert_eq!(code, 4409, "{reason}");
+    assert_eq!(reason, "Subscriber for same already exists");
+
+    // An id too long for a close frame's reason still gets its close frame.
+    let mut socket = Socket::connect(&app, None).await;
+    let long = "x".repeat(300);
+    for _ in 0..2 {
+        socket
+            .subscribe(&long, COMMENT_ADDED, json!({ "slug": slug }))
+            .await;
+    }
+    let (code, reason) = socket.expect_close().await;
+    assert_eq!(code, 4409, "{reason}");
+    assert!(reason.len() <= 123, "{reason}");
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_a_protocol_message_closes_with_4400() {
+    let app = spawn_app().await;
+    let mut socket = Socket::connect(&app, None).await;
+    socket
+        .send(json!({ "type": "no-such-type", "id": "1" }))
+        .await;
+    let (code, reason) = socket.expect_close().await;
+    assert_eq!(code, 4400, "{reason}");
+    assert!(!reason.is_empty());
 }
 
 #[tokio::test]
