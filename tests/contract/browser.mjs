@@ -23,6 +23,18 @@ async function graphql(query, variables, token) {
   return body.data;
 }
 
+/** The server's count of open subscriptions (its `/metrics`). */
+async function subscriptionsActive() {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith('conduit_subscriptions_active '));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+/** Resolves once the server follows at least `count` subscriptions: later changes reach them. */
+async function subscriptionsOpen(count) {
+  while ((await subscriptionsActive()) < count) await new Promise((resolve) => setTimeout(resolve, 50));
+}
+
 function deferred() {
   let resolve;
   const promise = new Promise((res) => (resolve = res));
@@ -142,7 +154,7 @@ try {
   assert.equal(connection.payload?.Authorization, `Bearer ${token}`, 'the headers editor as connection params');
   const operation = await within(subscribed.promise, 'the playground to subscribe');
   assert.match(operation.query, /articlePublished/);
-  await page.waitForTimeout(300);
+  await within(subscriptionsOpen(1), 'the server to open the subscription');
   const created = await graphql(
     `mutation Publish($input: CreateArticleInput!) { createArticle(input: $input) { article { slug } } }`,
     { input: { title: `Live ${suffix}`, description: 'From the browser check', body: 'Body', tags: [] } },
