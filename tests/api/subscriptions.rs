@@ -16,8 +16,26 @@ const ARTICLE_PUBLISHED: &str = "subscription($tag: String, $author: String) { a
 
 /// A moment for a subscription sent just now to be open on the server (subscribing sends no
 /// acknowledgement in the protocol).
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// Waits until `app` follows at least `open` subscriptions (its `/metrics` counts one once it
+/// listens for changes): whatever commits after that reaches them.
+async fn settle_on(app: &TestApp, open: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = app.get("/metrics").await.text().await.expect("metrics");
+        let active = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("conduit_subscriptions_active "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if active >= open as f64 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{active} subscriptions open, not {open}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn favorite(app: &TestApp, token: &str, slug: &str) -> Value {
@@ -40,7 +58,7 @@ async fn a_comment_reaches_the_subscribers_of_its_article_after_it_commits() {
     socket
         .subscribe("1", COMMENT_ADDED, json!({ "slug": slug }))
         .await;
-    settle().await;
+    settle_on(&app, 1).await;
 
     app.add_comment(&author, &other, "not for this article")
         .await;
@@ -85,7 +103,7 @@ async fn published_articles_are_filtered_by_tag_and_author() {
     socket
         .subscribe("bob", ARTICLE_PUBLISHED, json!({ "author": "bob" }))
         .await;
-    settle().await;
+    settle_on(&app, 2).await;
 
     app.create_article(&alice, "Alice on Go", &["go"]).await;
     let by_alice = app.create_article(&alice, "Alice on Rust", &["rust"]).await;
@@ -135,7 +153,7 @@ async fn each_subscriber_sees_its_own_private_fields() {
             .subscribe("1", ARTICLE_CHANGED, json!({ "slug": slug }))
             .await;
     }
-    settle().await;
+    settle_on(&app, 3).await;
 
     data(&favorite(&app, &fan, &slug).await);
 
@@ -163,7 +181,7 @@ async fn a_deleted_article_is_announced_and_its_subscription_completes() {
     socket
         .subscribe("1", ARTICLE_CHANGED, json!({ "slug": slug }))
         .await;
-    settle().await;
+    settle_on(&app, 1).await;
     data(
         &app.gql_as(
             Some(&author),
@@ -193,7 +211,7 @@ async fn failed_mutations_publish_nothing() {
     socket
         .subscribe("changes", ARTICLE_CHANGED, json!({ "slug": slug }))
         .await;
-    settle().await;
+    settle_on(&app, 2).await;
 
     let blank = app
         .gql_as(
@@ -337,7 +355,7 @@ async fn a_subscribe_with_the_id_of_a_running_operation_closes_with_4409() {
     socket
         .subscribe("same", COMMENT_ADDED, json!({ "slug": slug }))
         .await;
-    settle().await;
+    settle_on(&app, 1).await;
     // Once the first has completed, its id may be used again.
     socket
         .subscribe("done", "{ articles(first: 1) { totalCount } }", json!({}))
@@ -467,7 +485,7 @@ async fn the_caps_on_connections_and_subscriptions_hold() {
             .subscribe(id, "subscription { articlePublished { slug } }", json!({}))
             .await;
     }
-    settle().await;
+    settle_on(&app, 2).await;
     first
         .subscribe("3", "subscription { articlePublished { slug } }", json!({}))
         .await;
@@ -523,7 +541,7 @@ async fn a_slow_consumer_is_dropped_with_1013_and_memory_stays_bounded() {
         json!({ "slug": slug }),
     )
     .await;
-    settle().await;
+    settle_on(&app, 1).await;
     for _ in 0..40 {
         data(&favorite(&app, &author, &slug).await);
         data(
@@ -591,7 +609,7 @@ async fn signing_out_everywhere_ends_the_subscriptions_of_the_token() {
     socket
         .subscribe("1", ARTICLE_CHANGED, json!({ "slug": slug }))
         .await;
-    settle().await;
+    settle_on(&app, 1).await;
     data(
         &app.gql_as(
             Some(&reader),
@@ -664,7 +682,7 @@ async fn each_event_is_charged_and_a_spent_budget_completes_the_subscription() {
             json!({ "slug": slug }),
         )
         .await;
-    settle().await;
+    settle_on(&app, 1).await;
     let mut remaining = Vec::new();
     for round in 0..16 {
         let user = if round % 2 == 0 { &author } else { &other };
@@ -715,7 +733,7 @@ async fn events_stream_over_server_sent_events() {
     let response =
         EventStream::open(&app, Some(&reader), COMMENT_ADDED, json!({ "slug": slug })).await;
     let mut events = EventStream::of(response);
-    settle().await;
+    settle_on(&app, 1).await;
     app.add_comment(&author, &slug, "over SSE").await;
     let event = events.next_payload().await;
     assert_eq!(data(&event)["commentAdded"]["body"], "over SSE");
@@ -758,7 +776,7 @@ async fn instances_share_events_through_redis_and_only_then() {
     socket
         .subscribe("1", COMMENT_ADDED, json!({ "slug": slug }))
         .await;
-    settle().await;
+    settle_on(&reader_app, 1).await;
     writer
         .add_comment(&author, &slug, "from the other instance")
         .await;
@@ -788,7 +806,7 @@ async fn while_redis_is_down_local_subscribers_still_get_local_events() {
         socket
             .subscribe("1", COMMENT_ADDED, json!({ "slug": slug }))
             .await;
-        settle().await;
+        settle_on(&app, 1).await;
         app.add_comment(&author, &slug, "local").await;
         assert_eq!(
             data(&socket.next_of("1").await)["commentAdded"]["body"],
@@ -808,7 +826,8 @@ async fn while_redis_is_down_local_subscribers_still_get_local_events() {
             .subscribe("1", COMMENT_ADDED, json!({ "slug": slug }))
             .await;
     }
-    settle().await;
+    settle_on(&writer, 1).await;
+    settle_on(&other, 1).await;
 
     proxy.stop();
     writer
@@ -860,7 +879,7 @@ async fn stopping_the_server_closes_websockets_with_1012_and_ends_event_streams(
     )
     .await;
     let mut events = EventStream::of(response);
-    settle().await;
+    settle_on(&app, 2).await;
     app.stop();
     let (code, _) = socket.expect_close().await;
     assert_eq!(code, 1012);
@@ -889,7 +908,7 @@ async fn one_event_reads_its_rows_once_for_all_subscribers() {
             .await;
         sockets.push(socket);
     }
-    settle().await;
+    settle_on(&app, 10).await;
     let before = app.statements.get();
     app.add_comment(&author, &slug, "for everyone").await;
     for socket in &mut sockets {
