@@ -18,7 +18,8 @@ const toolkitFetcher = createGraphiQLFetcher({ url: '/graphql', subscriptionUrl 
  * The toolkit's fetcher picks the WebSocket by the parsed document and operation name it is given,
  * and GraphiQL updates both 100 ms after each change to the editor: a subscription run right after
  * it was typed or pasted would go over HTTP, or under the previous text's operation name. This goes
- * by the text actually sent (a syntax error is left for the server to report).
+ * by the text actually sent (a syntax error is left for the server to report); with several
+ * operations in the editor, the one GraphiQL names is run, as before.
  */
 const fetcher = (params, options) => {
   let documentAST;

@@ -20,7 +20,7 @@ const SERVER_ENDS: [&str; 2] = [r#"{"type":"complete""#, r#"{"type":"error""#];
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "type", borrow)]
-    kind: &'a str,
+    kind: std::borrow::Cow<'a, str>,
     #[serde(default, borrow)]
     id: Option<std::borrow::Cow<'a, str>>,
 }
@@ -57,14 +57,15 @@ impl OperationIds {
             .running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match envelope.kind {
-            "subscribe" => {
+        // async-graphql also takes the older protocol's names for the same messages.
+        match envelope.kind.as_ref() {
+            "subscribe" | "start" => {
                 if !running.insert(id.to_string()) {
                     return Screened::Duplicate(id.to_string());
                 }
                 with_document_id_in_extensions(text).map_or(Screened::Forward, Screened::Rewritten)
             }
-            "complete" => {
+            "complete" | "stop" => {
                 running.remove(id.as_ref());
                 Screened::Forward
             }
@@ -141,6 +142,19 @@ mod tests {
         assert_eq!(ids.screen_client_message(subscribe), Screened::Forward);
         ids.note_server_message(r#"{"type":"complete","id":"1"}"#);
         assert_eq!(ids.screen_client_message(subscribe), Screened::Forward);
+        // The older names and escaped ones are the same messages.
+        assert_eq!(
+            ids.screen_client_message(r#"{"type":"st\u0061rt","id":"1","payload":{}}"#),
+            Screened::Duplicate("1".into())
+        );
+        assert_eq!(
+            ids.screen_client_message(r#"{"type":"stop","id":"1"}"#),
+            Screened::Forward
+        );
+        assert_eq!(
+            ids.screen_client_message(r#"{"type":"start","id":"1","payload":{}}"#),
+            Screened::Forward
+        );
         // Other ids, pings and malformed text pass.
         assert_eq!(
             ids.screen_client_message(

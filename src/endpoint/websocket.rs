@@ -285,21 +285,23 @@ async fn serve(
     let incoming = stream.filter_map({
         let connection = Arc::clone(&connection);
         move |message| {
-            let message = match message {
-                Ok(Message::Text(text)) => {
-                    match connection.ids.screen_client_message(text.as_str()) {
-                        Screened::Forward => Some(Ok(Message::Text(text))),
-                        Screened::Rewritten(text) => Some(Ok(Message::Text(text.into()))),
-                        Screened::Duplicate(id) => {
-                            connection.close(
-                                close::DUPLICATE_OPERATION,
-                                format!("Subscriber for {id} already exists"),
-                            );
-                            None
-                        }
-                    }
+            // async-graphql reads binary frames as text too.
+            let text = match &message {
+                Ok(Message::Text(text)) => Some(text.as_str()),
+                Ok(Message::Binary(bytes)) => std::str::from_utf8(bytes).ok(),
+                _ => None,
+            };
+            let screened = text.map(|text| connection.ids.screen_client_message(text));
+            let message = match screened {
+                None | Some(Screened::Forward) => Some(message),
+                Some(Screened::Rewritten(text)) => Some(Ok(Message::Text(text.into()))),
+                Some(Screened::Duplicate(id)) => {
+                    connection.close(
+                        close::DUPLICATE_OPERATION,
+                        format!("Subscriber for {id} already exists"),
+                    );
+                    None
                 }
-                other => Some(other),
             };
             futures::future::ready(message)
         }

@@ -109,7 +109,8 @@ impl Gateway {
     }
 
     /// The viewer a token names, its version read on the primary; while the primary does not
-    /// answer, on a replica, so that signed-in reads go on in read-only mode.
+    /// answer, on a replica (never remembered from there), so that signed-in reads go on in
+    /// read-only mode.
     async fn viewer_of(&self, claims: TokenClaims) -> AppResult<Viewer> {
         let Some(replicas) = &self.replicas else {
             return self.revocations.viewer(claims).await;
@@ -118,11 +119,11 @@ impl Gateway {
         if !replicas.primary_answers()
             && let Some(replica) = &standby
         {
-            return self.revocations.viewer_reading(claims, replica).await;
+            return self.revocations.viewer_on_replica(claims, replica).await;
         }
         match (self.revocations.viewer(claims).await, standby) {
             (Err(AppError::Unavailable(_)), Some(replica)) => {
-                self.revocations.viewer_reading(claims, &replica).await
+                self.revocations.viewer_on_replica(claims, &replica).await
             }
             (answer, _) => answer,
         }

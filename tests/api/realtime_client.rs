@@ -112,6 +112,14 @@ impl Socket {
             .expect("message sent");
     }
 
+    /// Sends a protocol message in a binary frame.
+    pub async fn send_binary(&mut self, message: Value) {
+        self.ws
+            .send(Message::Binary(message.to_string().into_bytes().into()))
+            .await
+            .expect("message sent");
+    }
+
     /// Starts operation `id`.
     pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
         self.send(json!({

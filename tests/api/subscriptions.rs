@@ -342,7 +342,11 @@ async fn trusted_documents_mode_refuses_other_subscriptions_over_the_websocket()
         }))
         .await;
     let unknown = socket.next_of("4").await;
-    assert_ne!(error_code(&unknown), "NOT_FOUND", "{unknown}");
+    assert_eq!(
+        error_code(&unknown),
+        "PERSISTED_QUERY_NOT_FOUND",
+        "{unknown}"
+    );
     socket.expect_complete("4").await;
 }
 
@@ -372,6 +376,19 @@ async fn a_subscribe_with_the_id_of_a_running_operation_closes_with_4409() {
     let (code, reason) = socket.expect_close().await;
     assert_eq!(code, 4409, "{reason}");
     assert_eq!(reason, "Subscriber for same already exists");
+
+    // The same in a binary frame, under the older protocol's name for subscribe.
+    let mut socket = Socket::connect(&app, None).await;
+    socket
+        .subscribe("again", COMMENT_ADDED, json!({ "slug": slug }))
+        .await;
+    settle_on(&app, 1).await;
+    socket
+        .send_binary(
+            json!({ "id": "again", "type": "start", "payload": { "query": ARTICLE_PUBLISHED } }),
+        )
+        .await;
+    assert_eq!(socket.expect_close().await.0, 4409);
 
     // An id too long for a close frame's reason still gets its close frame.
     let mut socket = Socket::connect(&app, None).await;
