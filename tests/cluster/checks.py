@@ -75,6 +75,28 @@ def pg_ctl(*args):
     subprocess.run(AS_POSTGRES + [PG_CTL, *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def outage_under_load(loops, data_dir, mode, before, down, after):
+    """Runs each of `loops` (given the event that tells it to stop) in a thread of its own, stops
+    the PostgreSQL server in `data_dir` (`pg_ctl -m mode`) after `before` seconds, starts it again
+    `down` seconds later, and stops the loops `after` seconds after that. When it started again."""
+    done = threading.Event()
+    workers = [threading.Thread(target=loop, args=(done,)) for loop in loops]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(before)
+        pg_ctl("-D", data_dir, "-m", mode, "-w", "stop")
+        time.sleep(down)
+        pg_ctl("-D", data_dir, "-l", data_dir + "/../" + os.path.basename(data_dir) + ".log", "-w", "start")
+        restarted = time.monotonic()
+        time.sleep(after)
+    finally:
+        done.set()
+        for worker in workers:
+            worker.join()
+    return restarted
+
+
 def register(base):
     name = f"u{uuid.uuid4().hex[:10]}"
     answer = gql(
@@ -135,10 +157,9 @@ def read_your_writes_with_a_paused_replica():
 
 def replica_stopped_under_load():
     failures = []
-    done = threading.Event()
     counts = [0]
 
-    def load():
+    def load(done):
         while not done.is_set():
             try:
                 answer = gql(GRAPHQL, f'{{ articles(first: 3, tag: "t{uuid.uuid4().hex[:8]}") {{ totalCount }} }}')
@@ -150,17 +171,7 @@ def replica_stopped_under_load():
             # About 80 requests a second in all: under the address's cost budget (100 a second).
             time.sleep(0.05)
 
-    workers = [threading.Thread(target=load) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    time.sleep(1)
-    pg_ctl("-D", REPLICA_DIR, "-m", "immediate", "-w", "stop")
-    time.sleep(2)
-    pg_ctl("-D", REPLICA_DIR, "-l", REPLICA_DIR + "/../replica.log", "-w", "start")
-    time.sleep(1)
-    done.set()
-    for worker in workers:
-        worker.join()
+    outage_under_load([load] * 4, REPLICA_DIR, "immediate", before=1, down=2, after=1)
     assert not failures, f"{len(failures)} failed requests of {counts[0]}: {failures[:3]}"
     print(f"cluster: replica stopped and started again under load: {counts[0]} requests, 0 failed")
 
@@ -241,9 +252,8 @@ def subscriptions_cross_instances():
 def primary_restarted_under_load():
     token = register(INSTANCES[0])
     acknowledged, outcomes, lock = [], [], threading.Lock()
-    done = threading.Event()
 
-    def write():
+    def write(done):
         while not done.is_set():
             title = f"Under restart {uuid.uuid4().hex[:10]}"
             started = time.monotonic()
@@ -259,7 +269,7 @@ def primary_restarted_under_load():
                     acknowledged.append(answer["data"]["createArticle"]["article"]["slug"])
             time.sleep(0.25)  # under the writer's cost budget (10 points a mutation)
 
-    def read():
+    def read(done):
         while not done.is_set():
             started = time.monotonic()
             try:
@@ -270,19 +280,8 @@ def primary_restarted_under_load():
                 outcomes.append((started, status, retry_after, answer, time.monotonic() - started))
             time.sleep(0.05)
 
-    workers = [threading.Thread(target=write) for _ in range(2)] + [threading.Thread(target=read) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    time.sleep(1.5)
-    pg_ctl("-D", PRIMARY_DIR, "-m", "fast", "-w", "stop")
     # Down for longer than a statement waits for a connection (3 s): writes must fail, fast.
-    time.sleep(4)
-    pg_ctl("-D", PRIMARY_DIR, "-l", PRIMARY_DIR + "/../primary.log", "-w", "start")
-    restarted = time.monotonic()
-    time.sleep(5)
-    done.set()
-    for worker in workers:
-        worker.join()
+    restarted = outage_under_load([write, write, read, read], PRIMARY_DIR, "fast", before=1.5, down=4, after=5)
 
     wrong = [o for o in outcomes if o[1] not in (200, 503)]
     assert not wrong, f"answers other than 200 and 503 (never a 500): {wrong[:3]}"
