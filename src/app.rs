@@ -37,6 +37,7 @@ use crate::cache::redis_store::RedisStore;
 use crate::cache::store::CacheStore;
 use crate::changes::ChangeFeed;
 use crate::config::Config;
+use crate::connections::{self, ConnectionSettings};
 use crate::db::{self, StatementCounter};
 use crate::error::AppError;
 use crate::gateway::limits::Limits;
@@ -94,6 +95,8 @@ pub struct App {
     metrics_listener: Option<TcpListener>,
     state: AppState,
     shutdown: ShutdownTimes,
+    connections: ConnectionSettings,
+    admin_connections: ConnectionSettings,
 }
 
 impl App {
@@ -276,6 +279,8 @@ impl App {
                 realtime,
             }),
             metrics_listener,
+            connections: ConnectionSettings::public(&config.http),
+            admin_connections: ConnectionSettings::admin(&config.http),
             shutdown: ShutdownTimes {
                 grace: Duration::from_secs(config.server.shutdown_grace_secs),
                 timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
@@ -309,14 +314,21 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         if let Some(listener) = self.metrics_listener {
-            let metrics = Router::new()
+            // The admin listener: metrics and the detailed probes, with connections of its own,
+            // so they answer while the public listener is saturated.
+            let admin = Router::new()
                 .route("/metrics", get(metrics))
+                .route("/health", get(ready_detailed))
+                .route("/health/ready", get(ready_detailed))
+                .route("/health/live", get(live))
                 .with_state(self.state.clone());
-            tokio::spawn(async move {
-                if let Err(err) = axum::serve(listener, metrics).await {
-                    tracing::error!(error = %err, "metrics listener failed");
-                }
-            });
+            tokio::spawn(connections::serve(
+                listener,
+                admin,
+                self.admin_connections,
+                Arc::clone(&self.state.metrics),
+                std::future::pending(),
+            ));
         }
         let sampler = tokio::spawn(housekeeping(
             self.state.db.clone(),
@@ -342,12 +354,9 @@ impl App {
             realtime.close_all();
             let _ = stopping.send(());
         };
+        let metrics = Arc::clone(&self.state.metrics);
         let app = router(self.state);
-        let server = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful);
+        let server = connections::serve(self.listener, app, self.connections, metrics, graceful);
         let deadline = async move {
             if stopped.await.is_err() {
                 std::future::pending::<()>().await;
@@ -355,7 +364,7 @@ impl App {
             tokio::time::sleep(times.timeout).await;
         };
         let result = tokio::select! {
-            served = server.into_future() => served,
+            () = server => Ok(()),
             () = deadline => {
                 tracing::warn!("requests still in flight after the shutdown timeout: stopping anyway");
                 Ok(())
@@ -697,10 +706,27 @@ async fn live() -> impl IntoResponse {
 const READINESS_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// `GET /health/ready` (and `/health`): 200 when this instance should get traffic: the database
-/// answers, its migrations are current, and the server is not draining; 503 otherwise, with the
-/// failing check named. Redis is reported but never fails readiness: without it the server
-/// degrades (uncached, in-process limits) instead of failing.
+/// answers, its migrations are current, and the server is not draining; 503 otherwise. Redis is
+/// reported but never fails readiness: without it the server degrades (uncached, in-process
+/// limits) instead of failing. The public answer is the status alone; the checks are on the
+/// admin listener ([`ready_detailed`]).
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let (status, readiness) = readiness(&state).await;
+    (
+        status,
+        Json(serde_json::json!({ "status": readiness["status"] })),
+    )
+}
+
+/// `GET /health/ready` (and `/health`) on the admin listener: the same answer with every check
+/// named, replicas included (kept off the public listener: it names hosts and databases).
+async fn ready_detailed(State(state): State<AppState>) -> impl IntoResponse {
+    let (status, readiness) = readiness(&state).await;
+    (status, Json(readiness))
+}
+
+/// The readiness status and its report.
+async fn readiness(state: &AppState) -> (StatusCode, serde_json::Value) {
     let mut ready = true;
     // Probes have deadlines of their own (often 1 s): the checks answer within one.
     let within = |check| tokio::time::timeout(READINESS_CHECK_TIMEOUT, check);
@@ -769,7 +795,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         .collect();
     (
         status,
-        Json(serde_json::json!({
+        serde_json::json!({
             "status": word,
             "checks": {
                 "database": database,
@@ -778,6 +804,6 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
                 "redis": redis,
                 "replicas": replicas,
             }
-        })),
+        }),
     )
 }

@@ -48,8 +48,15 @@ pub mod code {
     pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
     /// The request body did not arrive in time.
     pub const REQUEST_TIMEOUT: &str = "REQUEST_TIMEOUT";
-    /// The client holds its most real-time connections (`CONDUIT_MAX_WS_PER_CLIENT`).
+    /// The client holds its most connections (`CONDUIT_MAX_CONNECTIONS_PER_CLIENT`), or its most
+    /// real-time connections (`CONDUIT_MAX_WS_PER_CLIENT`).
     pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
+    /// The request line is longer than HTTP allows here (414).
+    pub const URI_TOO_LONG: &str = "URI_TOO_LONG";
+    /// The request's headers are larger than the server reads (431).
+    pub const REQUEST_HEADER_FIELDS_TOO_LARGE: &str = "REQUEST_HEADER_FIELDS_TOO_LARGE";
+    /// The response would be larger than `CONDUIT_MAX_RESPONSE_BYTES`.
+    pub const RESPONSE_TOO_LARGE: &str = "RESPONSE_TOO_LARGE";
     /// The WebSocket holds its most subscriptions (`CONDUIT_MAX_SUBSCRIPTIONS_PER_CONNECTION`).
     pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
     /// An event stream fell too far behind the changes and was ended.

@@ -10,6 +10,7 @@ pub mod changes;
 /// Comments on articles.
 pub mod comments;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod endpoint;
 pub mod error;

@@ -248,6 +248,16 @@ impl Metrics {
             "Subscriptions and real-time connections the server ended, by reason (slow_consumer, unauthenticated, rate_limited, shutdown).",
         );
         counter(
+            "conduit_http_connections_refused_total",
+            Unit::Count,
+            "Connections refused by a cap, by cap (per_client, total).",
+        );
+        counter(
+            "conduit_http_connections_closed_total",
+            Unit::Count,
+            "Connections the server closed, by reason (header_timeout, idle, send_timeout).",
+        );
+        counter(
             "conduit_realtime_refused_total",
             Unit::Count,
             "Real-time connections and subscriptions refused by a cap, by cap (per_client, total, per_connection).",
@@ -349,6 +359,11 @@ impl Metrics {
             "conduit_realtime_connections",
             Unit::Count,
             "Open real-time connections, by transport (websocket, sse).",
+        );
+        gauge(
+            "conduit_http_connections",
+            Unit::Count,
+            "Connections open on the listeners (upgraded WebSockets included).",
         );
         gauge(
             "conduit_draining",
@@ -505,6 +520,29 @@ impl Metrics {
                 &METADATA,
             )
             .increment(delta);
+    }
+
+    /// One connection more (or, with a negative `delta`, fewer).
+    pub fn connections(&self, delta: f64) {
+        self.gauge("conduit_http_connections").increment(delta);
+    }
+
+    /// A connection refused by `cap`.
+    pub fn connection_refused(&self, cap: &'static str) {
+        self.counter(
+            "conduit_http_connections_refused_total",
+            vec![Label::new("cap", cap)],
+        )
+        .increment(1);
+    }
+
+    /// A connection the server closed for `reason`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.counter(
+            "conduit_http_connections_closed_total",
+            vec![Label::new("reason", reason)],
+        )
+        .increment(1);
     }
 
     /// One subscription event delivered.

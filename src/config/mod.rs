@@ -388,6 +388,39 @@ pub struct HttpSettings {
     #[arg(long, env = "CONDUIT_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
+    /// Time for a request's head (request line and headers) to arrive, in seconds, counted from
+    /// the connection's start or, on a kept-alive connection, from the next request's first byte.
+    #[arg(long, env = "CONDUIT_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub header_read_timeout_secs: u64,
+
+    /// Time a connection with no request in flight stays open, in seconds (keep-alive).
+    #[arg(long, env = "CONDUIT_KEEPALIVE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keepalive_timeout_secs: u64,
+
+    /// Time a response (or a WebSocket message) may wait for the client to read it, in seconds;
+    /// past it the connection is dropped with what it held.
+    #[arg(long, env = "CONDUIT_SEND_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub send_timeout_secs: u64,
+
+    /// Most connections open at once on the public listener (lowered to fit the file-descriptor
+    /// limit); more are answered 503 and closed.
+    #[arg(id = "max_http_connections", long = "max-connections", env = "CONDUIT_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Most connections open at once from one client address (an IPv6 /64); more are answered
+    /// 429 and closed. Not applied behind a proxy (`CONDUIT_CLIENT_IP_HEADER`).
+    #[arg(long, env = "CONDUIT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: u32,
+
+    /// Most concurrent streams on one HTTP/2 connection.
+    #[arg(long, env = "CONDUIT_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub http2_max_concurrent_streams: u32,
+
+    /// Largest response body of one request, in bytes: a larger answer is refused with
+    /// RESPONSE_TOO_LARGE instead of being built.
+    #[arg(long, env = "CONDUIT_MAX_RESPONSE_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_response_bytes: u64,
+
     /// Origins allowed to call the API from a browser (comma-separated, or `*`). Default: none.
     #[arg(long, env = "CONDUIT_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -436,6 +469,11 @@ pub struct RealtimeSettings {
     /// written to one connection, before it is dropped as a slow consumer.
     #[arg(id = "subscription_buffer", long = "subscription-buffer", env = "CONDUIT_SUBSCRIPTION_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub buffer: u32,
+
+    /// Most bytes of messages waiting to be written to one WebSocket or event stream; past it the
+    /// client is dropped as a slow consumer.
+    #[arg(id = "subscription_queue_bytes", long = "subscription-queue-bytes", env = "CONDUIT_SUBSCRIPTION_QUEUE_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub queue_bytes: u64,
 
     /// Seconds between the server's keep-alive pings on a WebSocket (and comments on an event
     /// stream); a WebSocket silent for three times as long is closed.
