@@ -250,6 +250,8 @@ impl App {
             in_flight: Arc::new(Semaphore::new(config.http.max_in_flight as usize)),
             execution_timeout: config.http.request_timeout(),
             replicas,
+            max_response_bytes: usize::try_from(config.http.max_response_bytes)
+                .unwrap_or(usize::MAX),
         };
         let listener = TcpListener::bind(config.server.listen).await?;
         let metrics_listener = match config.server.metrics_listen {
@@ -575,6 +577,10 @@ pub fn router(state: AppState) -> Router {
     if state.public_metrics {
         router = router.route("/metrics", get(metrics));
     }
+    // Every refusal is a JSON error with a code, these too.
+    router = router
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found);
     let draining = Arc::clone(&state.draining);
     router
         .layer(layers)
@@ -585,6 +591,38 @@ pub fn router(state: AppState) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// A method the path does not serve: 405 with the methods it does.
+async fn method_not_allowed(request: Request) -> axum::response::Response {
+    let allow = if request.uri().path() == "/graphql" {
+        "GET, POST"
+    } else {
+        "GET"
+    };
+    let mut response = crate::endpoint::response::HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        crate::error::code::METHOD_NOT_ALLOWED,
+        format!("{} is not served here: use {allow}", request.method()),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// A path the server does not serve: 404.
+async fn not_found(request: Request) -> axum::response::Response {
+    crate::endpoint::response::HttpError::new(
+        StatusCode::NOT_FOUND,
+        crate::error::code::NOT_FOUND,
+        format!(
+            "Nothing is served at {}: the API is at /graphql",
+            request.uri().path()
+        ),
+    )
+    .into_response()
 }
 
 /// While the server drains, responses say `Connection: close`: HTTP/1.1 clients and proxies stop

@@ -102,13 +102,23 @@ impl Buckets {
     /// Takes `cost` tokens from bucket `key` when it holds that many; a negative `cost` gives
     /// tokens back (never above capacity) and is always allowed. A `cost` of 0 reads the bucket.
     pub async fn take(&self, key: &str, cost: f64, policy: BucketPolicy) -> Decision {
+        self.take_with(key, cost, policy, false).await
+    }
+
+    /// Takes `cost` tokens from bucket `key` whether or not it holds them, for work already done:
+    /// the bucket may go into debt, down to minus its capacity, and refuses until it refilled.
+    pub async fn debit(&self, key: &str, cost: f64, policy: BucketPolicy) -> Decision {
+        self.take_with(key, cost, policy, true).await
+    }
+
+    async fn take_with(&self, key: &str, cost: f64, policy: BucketPolicy, debit: bool) -> Decision {
         if let Some(redis) = &self.redis {
-            match take_in_redis(redis, key, cost, policy).await {
+            match take_in_redis(redis, key, cost, policy, debit).await {
                 Ok(decision) => return decision,
                 Err(err) => tracing::debug!(error = %err, "rate limit: in-process fallback"),
             }
         }
-        self.memory.take(key, cost, policy)
+        self.memory.take(key, cost, policy, debit)
     }
 
     /// How many buckets this process holds (for tests and metrics).
@@ -170,7 +180,7 @@ impl MemoryBuckets {
         }
     }
 
-    fn take(&self, key: &str, cost: f64, policy: BucketPolicy) -> Decision {
+    fn take(&self, key: &str, cost: f64, policy: BucketPolicy, debit: bool) -> Decision {
         let now = Instant::now();
         let mut decision = Decision {
             allowed: false,
@@ -182,9 +192,9 @@ impl MemoryBuckets {
                 let bucket = entry.into_value();
                 refilled(bucket, now, policy)
             });
-            let allowed = cost <= tokens;
+            let allowed = debit || cost <= tokens;
             if allowed {
-                tokens = (tokens - cost).min(policy.capacity);
+                tokens = (tokens - cost).clamp(-policy.capacity, policy.capacity);
             }
             decision = Decision {
                 allowed,
@@ -214,6 +224,7 @@ static TAKE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local debit = ARGV[4] == '1'
 local time = redis.call('TIME')
 local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated')
@@ -223,8 +234,8 @@ if now > updated then
   tokens = math.min(capacity, tokens + (now - updated) * rate)
 end
 local allowed = 0
-if cost <= tokens then
-  tokens = math.min(capacity, tokens - cost)
+if debit or cost <= tokens then
+  tokens = math.max(-capacity, math.min(capacity, tokens - cost))
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
@@ -239,6 +250,7 @@ async fn take_in_redis(
     key: &str,
     cost: f64,
     policy: BucketPolicy,
+    debit: bool,
 ) -> Result<Decision, crate::redis_client::RedisError> {
     let key = redis.key(&format!("bucket:{key}"));
     let (allowed, remaining): (i64, String) = redis
@@ -248,6 +260,7 @@ async fn take_in_redis(
                 .arg(policy.capacity)
                 .arg(policy.restore_per_second)
                 .arg(cost)
+                .arg(if debit { "1" } else { "0" })
                 .invoke_async(&mut connection)
                 .await
         })
@@ -271,26 +284,37 @@ mod tests {
     #[test]
     fn a_bucket_refuses_what_it_does_not_hold_and_refunds_up_to_capacity() {
         let buckets = MemoryBuckets::new(MEMORY_MAX_BYTES);
-        assert!(buckets.take("a", 8.0, POLICY).allowed);
-        let refused = buckets.take("a", 8.0, POLICY);
+        assert!(buckets.take("a", 8.0, POLICY, false).allowed);
+        let refused = buckets.take("a", 8.0, POLICY, false);
         assert!(!refused.allowed);
         assert!(refused.remaining < 3.0);
         assert_eq!(refused.retry_after_seconds(8.0), 6);
         assert!(
-            buckets.take("b", 8.0, POLICY).allowed,
+            buckets.take("b", 8.0, POLICY, false).allowed,
             "buckets are per key"
         );
-        let refunded = buckets.take("a", -100.0, POLICY);
+        let refunded = buckets.take("a", -100.0, POLICY, false);
         assert!(refunded.allowed);
         assert!((refunded.remaining - POLICY.capacity).abs() < f64::EPSILON);
         assert_eq!(refunded.reset_seconds(), 0);
     }
 
     #[test]
+    fn a_debit_goes_into_debt_down_to_the_capacity_and_refuses_until_refilled() {
+        let buckets = MemoryBuckets::new(MEMORY_MAX_BYTES);
+        let debited = buckets.take("d", 15.0, POLICY, true);
+        assert!(debited.allowed);
+        assert!((debited.remaining + 5.0).abs() < 0.1, "{debited:?}");
+        assert!(!buckets.take("d", 0.0, POLICY, false).allowed, "in debt");
+        let floor = buckets.take("d", 1000.0, POLICY, true);
+        assert!((floor.remaining + POLICY.capacity).abs() < 0.1, "{floor:?}");
+    }
+
+    #[test]
     fn the_buckets_stay_within_their_bytes() {
         let buckets = MemoryBuckets::new(64 * 1024);
         for i in 0..10_000 {
-            buckets.take(&format!("key:{i}"), 1.0, POLICY);
+            buckets.take(&format!("key:{i}"), 1.0, POLICY, false);
         }
         buckets.cache.run_pending_tasks();
         assert!(
@@ -307,7 +331,7 @@ mod tests {
             restore_per_second: 50.0,
         };
         let buckets = MemoryBuckets::new(MEMORY_MAX_BYTES);
-        buckets.take("quick", 1.0, policy);
+        buckets.take("quick", 1.0, policy, false);
         assert!(buckets.cache.contains_key("quick"));
         std::thread::sleep(Duration::from_millis(60));
         assert!(

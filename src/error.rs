@@ -103,6 +103,12 @@ pub enum AppError {
     /// The database cannot be reached right now (it restarts, or is down): worth retrying soon.
     #[error("{0}")]
     Unavailable(String),
+    /// The response would carry more than the server sends for one request.
+    #[error("The response would be larger than {maximum} bytes: ask for fewer items or fields, or page through them")]
+    ResponseTooLarge {
+        /// The most bytes one response carries (`CONDUIT_MAX_RESPONSE_BYTES`).
+        maximum: u64,
+    },
     /// A failure the client cannot fix; logged with its cause, never shown.
     #[error("internal error: {0}")]
     Internal(Arc<dyn std::error::Error + Send + Sync>),
@@ -158,6 +164,7 @@ impl AppError {
             Self::Conflict { .. } => code::CONFLICT,
             Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::Unavailable(_) => code::SERVICE_UNAVAILABLE,
+            Self::ResponseTooLarge { .. } => code::RESPONSE_TOO_LARGE,
             Self::Internal(_) => code::INTERNAL_SERVER_ERROR,
         }
     }
@@ -239,6 +246,20 @@ pub fn is_connection_lost(err: &DbErr) -> bool {
     }
 }
 
+/// Whether `err` is PostgreSQL refusing text it cannot store (a NUL character: SQLSTATE 22021,
+/// or 22P05 for an escape): input the gateway should have refused, never a server fault.
+fn is_invalid_text(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx)) => {
+            matches!(sqlx.as_ref(), Sqlx::Database(database)
+                if matches!(database.code().as_deref(), Some("22021" | "22P05")))
+        }
+        _ => false,
+    }
+}
+
 tokio::task_local! {
     /// Whether a statement of the operation running on this task lost its connection.
     static CONNECTION_LOST: Cell<bool>;
@@ -263,6 +284,9 @@ impl From<DbErr> for AppError {
         if is_unavailable(&err) {
             tracing::warn!(error = %err, "database unavailable");
             return Self::Unavailable("The database is unavailable: try again shortly".into());
+        }
+        if is_invalid_text(&err) {
+            return Self::invalid("text", "must not contain the NUL character (U+0000)");
         }
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(message)) => Self::Conflict {
@@ -321,6 +345,10 @@ impl ErrorExtensions for AppError {
                     ..
                 } => extensions.set("retryAfterSeconds", *retry_after_seconds),
                 Self::Unavailable(_) => extensions.set("retryAfterSeconds", 1),
+                Self::ResponseTooLarge { maximum } => {
+                    extensions.set("limit", "responseBytes");
+                    extensions.set("maximum", *maximum);
+                }
                 _ => {}
             }
         })

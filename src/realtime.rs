@@ -22,6 +22,8 @@ pub struct Realtime {
     pub max_subscriptions_per_connection: u32,
     /// Messages that may wait to be written to one connection.
     pub buffer: usize,
+    /// Bytes of messages that may wait to be written to one connection.
+    pub queue_bytes: usize,
     /// Between keep-alive pings.
     pub keepalive: Duration,
     /// How long a WebSocket may wait for `connection_init`.
@@ -54,6 +56,7 @@ impl Realtime {
             max_connections: settings.max_connections,
             max_subscriptions_per_connection: settings.max_subscriptions_per_connection,
             buffer: settings.buffer as usize,
+            queue_bytes: usize::try_from(settings.queue_bytes).unwrap_or(usize::MAX),
             keepalive: Duration::from_secs(settings.keepalive_secs),
             init_timeout: Duration::from_secs(settings.init_timeout_secs),
             open: Mutex::default(),

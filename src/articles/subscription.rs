@@ -91,9 +91,11 @@ async fn matching(
         };
         let (_, tags, profile) = new.as_ref();
         let tagged = tag.as_ref().is_none_or(|tag| tags.contains(tag));
-        let by = author
-            .as_ref()
-            .is_none_or(|author| *author == profile.username);
+        // As `articles(author:)` and `user(username:)` match: normalised, in any case.
+        let by = author.as_ref().is_none_or(|author| {
+            crate::validate::normalize_username(author).to_lowercase()
+                == profile.username.to_lowercase()
+        });
         if tagged && by {
             found.push(new);
         }

@@ -51,18 +51,21 @@ impl Article {
     }
 
     /// The title.
-    async fn title(&self) -> &str {
-        &self.0.title
+    async fn title(&self, ctx: &Context<'_>) -> FieldResult<&str> {
+        ctx.carry(&self.0.title)?;
+        Ok(&self.0.title)
     }
 
     /// A short summary.
-    async fn description(&self) -> &str {
-        &self.0.description
+    async fn description(&self, ctx: &Context<'_>) -> FieldResult<&str> {
+        ctx.carry(&self.0.description)?;
+        Ok(&self.0.description)
     }
 
     /// The full text (Markdown, as the author wrote it).
-    async fn body(&self) -> &str {
-        &self.0.body
+    async fn body(&self, ctx: &Context<'_>) -> FieldResult<&str> {
+        ctx.carry(&self.0.body)?;
+        Ok(&self.0.body)
     }
 
     /// The article's tags, in alphabetical order.

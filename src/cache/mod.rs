@@ -473,7 +473,9 @@ impl ResponseCache {
     }
 
     /// Runs `execute` once for all the identical requests (`flight`) that arrive while it runs;
-    /// the others get its outcome, and `false` for "ran it".
+    /// the others get its outcome, and `false` for "ran it". A request cancelled while it leads
+    /// (its client went away) hands the lead to one that waits, and the last one out removes the
+    /// flight: nothing is left behind.
     pub async fn single_flight<T, F>(&self, flight: &str, execute: F) -> (T, bool)
     where
         T: Clone + Send + Sync + 'static,
@@ -492,21 +494,57 @@ impl ResponseCache {
                 Err(_) => Arc::new(OnceCell::new()),
             }
         };
+        let flight = Flight {
+            flights: &self.flights,
+            key: flight,
+            cell,
+        };
         let mut ran = false;
-        let outcome = cell
+        let outcome = flight
+            .cell
             .get_or_init(|| async {
                 ran = true;
                 execute.await
             })
             .await
             .clone();
-        if ran {
-            self.flights
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(flight);
-        }
         (outcome, ran)
+    }
+
+    /// Flights in progress (for tests).
+    pub fn flights_in_progress(&self) -> usize {
+        self.flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// One request's part in a flight: when it ends (done or cancelled), the flight is removed once
+/// it has its outcome (later requests run afresh) or once nobody else waits for it.
+struct Flight<'a, T> {
+    flights: &'a Mutex<HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>,
+    key: &'a str,
+    cell: Arc<OnceCell<T>>,
+}
+
+impl<T> Drop for Flight<'_, T> {
+    fn drop(&mut self) {
+        let mut flights = self
+            .flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(entry) = flights.get(self.key) else {
+            return;
+        };
+        let same = std::ptr::eq(
+            Arc::as_ptr(entry).cast::<()>(),
+            Arc::as_ptr(&self.cell).cast::<()>(),
+        );
+        // Two references when nobody else waits: the map's and this request's.
+        if same && (self.cell.initialized() || Arc::strong_count(&self.cell) <= 2) {
+            flights.remove(self.key);
+        }
     }
 }
 
@@ -527,6 +565,46 @@ mod tests {
         let decoded = CachedResponse::decode(Bytes::from(response.encode())).expect("decodes");
         assert_eq!(decoded, response);
         assert_eq!(response.etag.len(), 34);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_leader_leaves_no_flight_behind() {
+        let cache = ResponseCache::new(
+            Arc::new(memory_store::MemoryStore::new(1024 * 1024)),
+            None,
+            Duration::from_secs(60),
+        );
+        // The leader's client goes away while it runs, with nobody waiting.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(20),
+            cache.single_flight("alone", std::future::pending::<u32>()),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        assert_eq!(cache.flights_in_progress(), 0, "the flight is gone");
+        // A leader cancelled while another request waits hands the flight over.
+        let (led, waited) = tokio::join!(
+            tokio::time::timeout(
+                Duration::from_millis(20),
+                cache.single_flight("shared", std::future::pending::<u32>()),
+            ),
+            async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                cache.single_flight("shared", async { 7 }).await
+            }
+        );
+        assert!(led.is_err());
+        assert_eq!(waited, (7, true), "the waiting request ran it");
+        assert_eq!(cache.flights_in_progress(), 0);
+        let (first, second) = tokio::join!(
+            cache.single_flight("both", async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                1
+            }),
+            cache.single_flight("both", async { 2 })
+        );
+        assert_eq!((first, second), ((1, true), (1, false)), "identical requests share one run");
+        assert_eq!(cache.flights_in_progress(), 0);
     }
 
     #[test]

@@ -43,8 +43,9 @@ impl Comment {
     }
 
     /// The text of the comment.
-    async fn body(&self) -> &str {
-        &self.0.body
+    async fn body(&self, ctx: &Context<'_>) -> FieldResult<&str> {
+        ctx.carry(&self.0.body)?;
+        Ok(&self.0.body)
     }
 
     /// When the comment was written.

@@ -409,7 +409,7 @@ pub struct HttpSettings {
 
     /// Most connections open at once from one client address (an IPv6 /64); more are answered
     /// 429 and closed. Not applied behind a proxy (`CONDUIT_CLIENT_IP_HEADER`).
-    #[arg(long, env = "CONDUIT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "CONDUIT_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_client: u32,
 
     /// Most concurrent streams on one HTTP/2 connection.

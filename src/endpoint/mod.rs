@@ -190,7 +190,7 @@ async fn serve(
     };
     let mut operations = Vec::with_capacity(raw.operations.len());
     for raw_operation in raw.operations {
-        let prepared = Box::pin(gateway.prepare(raw_operation, transport))
+        let prepared = Box::pin(gateway.prepare(raw_operation, transport, &caller))
             .instrument(telemetry::stage_span("prepare"))
             .await;
         match prepared {

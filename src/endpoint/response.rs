@@ -110,9 +110,9 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
         .unwrap_or_default();
     let official = accept.contains(GRAPHQL_RESPONSE_JSON);
     let request_error = settled.answers.iter().all(is_request_error);
-    let status = if settled.retry_after.is_some() {
+    let status = if settled.retry_after.is_some() && !settled.produced {
         StatusCode::TOO_MANY_REQUESTS
-    } else if settled.unavailable {
+    } else if settled.unavailable && !settled.produced {
         StatusCode::SERVICE_UNAVAILABLE
     } else if official && request_error && !settled.batch {
         StatusCode::BAD_REQUEST
@@ -198,10 +198,10 @@ pub fn graphql(settled: Settled, request_headers: &HeaderMap, get: bool) -> Resp
             "application/json; charset=utf-8"
         }),
     );
-    if settled.unavailable && settled.retry_after.is_none() {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-    if let Some(seconds) = settled.retry_after {
+    if let (Some(seconds), StatusCode::TOO_MANY_REQUESTS) = (settled.retry_after, status) {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     if let Some(decision) = settled.throttle {

@@ -10,13 +10,13 @@
 //!   token closes with 4403, and so does the token's expiry or revocation;
 //! - `connection_init` within `CONDUIT_WS_INIT_TIMEOUT_SECS` (4408 after), server pings every
 //!   `CONDUIT_WS_KEEPALIVE_SECS`, and a connection silent for three times as long is closed;
-//! - a bounded queue of messages to write: a client that does not read them is dropped as a slow
-//!   consumer (1013), never buffered without end;
+//! - a queue of messages to write, bounded in messages and in bytes: a client that does not read
+//!   them is dropped as a slow consumer (1013), never buffered without end;
 //! - 1012 when the server stops, so clients reconnect to another instance;
 //! - the protocol's 4409 for a `subscribe` whose id is running, 4400 for a malformed message, and
 //!   trusted documents named by `documentId` ([`super::operation_ids`]).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -171,6 +171,10 @@ struct Handshake {
 struct Connection {
     /// Messages waiting to be written (bounded).
     outgoing: mpsc::Sender<Message>,
+    /// Bytes of the messages waiting to be written.
+    queued_bytes: Arc<AtomicUsize>,
+    /// The most bytes that may wait.
+    max_queued_bytes: usize,
     /// The close frame to end with; the first one set wins.
     close: watch::Sender<Option<(u16, String)>>,
     /// Who signed in with `connection_init`.
@@ -197,10 +201,23 @@ impl Connection {
         });
     }
 
-    /// Queues `message`; a full queue means the client does not read: it is dropped.
+    /// Queues `message`; a full queue (in messages or in bytes) means the client does not read:
+    /// it is dropped. One message is let through when nothing waits, however large.
     fn queue(&self, message: Message) -> bool {
+        let length = message_bytes(&message);
+        let waiting = self.queued_bytes.load(Ordering::Relaxed);
+        if waiting > 0 && waiting.saturating_add(length) > self.max_queued_bytes {
+            self.close(
+                close::SLOW_CONSUMER,
+                "slow consumer: too many bytes waiting to be read",
+            );
+            return false;
+        }
         match self.outgoing.try_send(message) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.queued_bytes.fetch_add(length, Ordering::Relaxed);
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.close(
                     close::SLOW_CONSUMER,
@@ -210,6 +227,15 @@ impl Connection {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+}
+
+/// The bytes a message takes while it waits.
+fn message_bytes(message: &Message) -> usize {
+    match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) | Message::Ping(bytes) | Message::Pong(bytes) => bytes.len(),
+        Message::Close(frame) => frame.as_ref().map_or(0, |frame| frame.reason.len()),
     }
 }
 
@@ -223,8 +249,11 @@ async fn serve(
 ) {
     let realtime = Arc::clone(&state.realtime);
     let (outgoing, queued) = mpsc::channel(realtime.buffer.max(2));
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     let connection = Arc::new(Connection {
         outgoing,
+        queued_bytes: Arc::clone(&queued_bytes),
+        max_queued_bytes: realtime.queue_bytes,
         close: watch::Sender::new(None),
         subscriber: OnceLock::new(),
         initialised: watch::Sender::new(false),
@@ -232,7 +261,12 @@ async fn serve(
         ids: OperationIds::default(),
     });
     let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write(sink, queued, connection.close.subscribe()));
+    let writer = tokio::spawn(write(
+        sink,
+        queued,
+        queued_bytes,
+        connection.close.subscribe(),
+    ));
 
     let executor = SocketExecutor {
         gateway: Arc::clone(&state.gateway),
@@ -397,6 +431,7 @@ async fn supervise(
 async fn write(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
     mut queued: mpsc::Receiver<Message>,
+    queued_bytes: Arc<AtomicUsize>,
     mut close: watch::Receiver<Option<(u16, String)>>,
 ) {
     loop {
@@ -405,6 +440,7 @@ async fn write(
             () = decided(&mut close) => break,
             message = queued.recv() => {
                 let Some(message) = message else { break };
+                queued_bytes.fetch_sub(message_bytes(&message), Ordering::Relaxed);
                 let closing = matches!(message, Message::Close(_));
                 match tokio::time::timeout(WRITE_DEADLINE, sink.send(message)).await {
                     Ok(Ok(())) if !closing => {}

@@ -39,6 +39,18 @@ impl Gateway {
         )
     }
 
+    /// Takes `cost` points from `client`'s budget for work already done, into debt if need be;
+    /// its state after, or `None` when rate limiting is off.
+    pub async fn debit(&self, client: &str, cost: f64) -> Option<Decision> {
+        let budget = self.budget.as_ref()?;
+        Some(
+            budget
+                .buckets
+                .debit(&format!("cost:{client}"), cost, budget.policy)
+                .await,
+        )
+    }
+
     /// Charges the exchange's requested cost; over budget, every operation is refused with
     /// RATE_LIMITED.
     pub async fn admit(&self, exchange: &mut Exchange) {
@@ -49,7 +61,7 @@ impl Gateway {
             let error = AppError::RateLimited {
                 message: format!(
                     "Rate limited: this request costs {requested} points and {} are available",
-                    decision.remaining.floor()
+                    decision.remaining.max(0.0).floor()
                 ),
                 retry_after_seconds: decision.retry_after_seconds(requested as f64),
             }

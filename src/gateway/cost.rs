@@ -219,9 +219,11 @@ impl Pricer<'_> {
         Ok((u64::from(root), aliases.saturating_add(inner_aliases)))
     }
 
-    /// The page size a connection field asks for; BAD_USER_INPUT when out of range.
+    /// The page size a connection field asks for; BAD_USER_INPUT when out of range, a
+    /// validation error when it is not an `Int` at all (`1.5`, `2147483648`), naming the value.
     fn page_size(&self, field: &PlannedField<'_>) -> Result<u64, LimitError> {
-        let value = field.field.node.get_argument("first").and_then(|value| {
+        let argument = field.field.node.get_argument("first");
+        let value = argument.and_then(|value| {
             value
                 .node
                 .clone()
@@ -229,15 +231,50 @@ impl Pricer<'_> {
                 .ok()
         });
         let first = match value {
-            Some(Value::Number(number)) => Some(
-                number
-                    .as_i64()
-                    .map_or(i32::MAX, |n| i32::try_from(n).unwrap_or(i32::MAX)),
-            ),
+            Some(Value::Number(number)) => {
+                let int = number.as_i64().and_then(|n| i32::try_from(n).ok());
+                let Some(int) = int else {
+                    let source = match argument.map(|argument| &argument.node) {
+                        Some(async_graphql_value::Value::Variable(name)) => {
+                            format!("Variable \"${name}\" got invalid value {number}")
+                        }
+                        _ => format!("Argument \"first\" has invalid value {number}"),
+                    };
+                    return Err(LimitError::Invalid(format!(
+                        "{source}; Int cannot represent {number}: an Int is a whole number from -2147483648 to 2147483647"
+                    )));
+                };
+                Some(int)
+            }
             _ => None,
         };
         pagination::page_size(first).map_err(LimitError::BadInput)
     }
+}
+
+/// Tokens of a document the server does not know yet that it prepares for free.
+pub const FREE_PREPARATION_TOKENS: usize = 2_000;
+
+/// Tokens beyond the free ones that cost one point to prepare.
+pub const TOKENS_PER_POINT: usize = 20;
+
+/// What preparing (parsing, checking, validating) a document of `tokens` costs, whether or not
+/// it is then refused: nothing up to [`FREE_PREPARATION_TOKENS`], then a point per
+/// [`TOKENS_PER_POINT`] tokens.
+pub fn preparation_cost(tokens: usize) -> u64 {
+    (tokens.saturating_sub(FREE_PREPARATION_TOKENS) / TOKENS_PER_POINT) as u64
+}
+
+/// Bytes of one operation's response data that its fields pay for.
+pub const FREE_RESPONSE_BYTES: usize = 16 * 1024;
+
+/// Bytes of response data beyond the free ones that cost one point.
+pub const BYTES_PER_POINT: usize = 1024;
+
+/// What carrying `bytes` of response data costs beyond its fields: nothing up to
+/// [`FREE_RESPONSE_BYTES`], then a point per whole KiB.
+pub fn byte_cost(bytes: usize) -> u64 {
+    (bytes.saturating_sub(FREE_RESPONSE_BYTES) / BYTES_PER_POINT) as u64
 }
 
 /// The cost of what the operation returned: like the requested cost, with each list counting the
@@ -322,7 +359,7 @@ impl CostReport {
         let throttle = self.throttle.map_or(Value::Null, |decision| {
             object([
                 ("maximumAvailable", number(decision.policy.capacity)),
-                ("currentlyAvailable", number(decision.remaining.floor())),
+                ("currentlyAvailable", number(decision.remaining.max(0.0).floor())),
                 ("restoreRate", number(decision.policy.restore_per_second)),
             ])
         });

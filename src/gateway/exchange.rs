@@ -106,6 +106,9 @@ pub enum OperationState {
 pub struct Operation {
     /// The cost it requested (0 when it could not be priced).
     pub requested: u64,
+    /// What preparing its document cost (a large document the server did not know), charged
+    /// before it was parsed and never given back.
+    pub preparation: u64,
     /// Where it stands.
     pub state: OperationState,
 }
@@ -115,8 +118,15 @@ impl Operation {
     pub fn refused(error: ServerError, requested: u64) -> Self {
         Self {
             requested,
+            preparation: 0,
             state: OperationState::Refused(vec![error]),
         }
+    }
+
+    /// The same operation, its preparation having cost `preparation`.
+    pub fn with_preparation(mut self, preparation: u64) -> Self {
+        self.preparation = preparation;
+        self
     }
 }
 
@@ -192,4 +202,7 @@ pub struct Settled {
     pub unavailable: bool,
     /// Whether the single operation was a query.
     pub query: bool,
+    /// Whether any operation ran to an answer (a root field other than null): such a request
+    /// is never answered 429, whatever else was refused (a client retrying would run it twice).
+    pub produced: bool,
 }

@@ -13,6 +13,7 @@ use super::{Caller, Exchange, Gateway, OperationState, Prepared, Transport, cost
 use crate::cache::{CachePolicy, CacheStatus, CachedResponse, Record, Recorder};
 use crate::error;
 use crate::graphql::loading;
+use crate::graphql::response_size::ResponseMeter;
 use crate::schema;
 
 /// What one execution produced; shared with the identical requests that waited for it.
@@ -34,6 +35,8 @@ pub struct Outcome {
     pub status: CacheStatus,
     /// Whether it may be stored: not read on a replica behind the latest write.
     pub storable: bool,
+    /// Whether a root field answered something other than null (something ran to the end).
+    pub produced: bool,
 }
 
 impl Outcome {
@@ -47,8 +50,35 @@ impl Outcome {
             actual: response.actual_cost,
             status: CacheStatus::Hit,
             storable: false,
+            produced: true,
         }
     }
+
+    /// The answer of an operation whose response would be larger than `meter` allows, having
+    /// requested `requested` and carried `carried` bytes before it stopped.
+    fn too_large(meter: &ResponseMeter, requested: u64, carried: usize) -> Self {
+        Self {
+            data: Bytes::from_static(b"null"),
+            request_error: false,
+            errors: Arc::new(vec![meter.too_large().to_request_error()]),
+            policy: None,
+            etag: None,
+            actual: requested.saturating_add(cost::byte_cost(carried)),
+            status: CacheStatus::Bypass,
+            storable: false,
+            produced: false,
+        }
+    }
+}
+
+/// Whether `response` has an error with `code`.
+fn has_code(response: &async_graphql::Response, code: &str) -> bool {
+    response.errors.iter().any(|error| {
+        matches!(
+            error.extensions.as_ref().and_then(|extensions| extensions.get("code")),
+            Some(async_graphql::Value::String(found)) if found == code
+        )
+    })
 }
 
 /// Whether an execution failed on the server's side: a statement that could not run, or a
@@ -68,13 +98,21 @@ impl Gateway {
     /// Runs every ready operation of the exchange.
     pub async fn execute(&self, exchange: &mut Exchange, transport: Transport) {
         let cacheable = transport.cacheable && !exchange.batch && exchange.operations.len() == 1;
+        // One bound on the bytes of the whole response, every operation of a batch included.
+        let meter = Arc::new(ResponseMeter::new(self.max_response_bytes));
         for operation in &mut exchange.operations {
             let state =
                 std::mem::replace(&mut operation.state, OperationState::Refused(Vec::new()));
             operation.state = match state {
                 OperationState::Ready(mut prepared) => {
                     let outcome = self
-                        .run(&prepared, &exchange.caller, cacheable, operation.requested)
+                        .run(
+                            &prepared,
+                            &exchange.caller,
+                            cacheable,
+                            operation.requested,
+                            &meter,
+                        )
                         .await;
                     // A persisted query is registered only once it was admitted and validated.
                     if !outcome.request_error
@@ -97,22 +135,42 @@ impl Gateway {
         }
     }
 
+    /// Runs one operation (or answers it from the cache), within what `meter` lets the response
+    /// carry.
     async fn run(
         &self,
         prepared: &Prepared,
         caller: &Caller,
         cacheable: bool,
         requested: u64,
+        meter: &Arc<ResponseMeter>,
+    ) -> Outcome {
+        let outcome = self
+            .run_or_hit(prepared, caller, cacheable, requested, meter)
+            .await;
+        if outcome.errors.is_empty() && !meter.settle(outcome.data.len()) {
+            return Outcome::too_large(meter, requested, outcome.data.len());
+        }
+        outcome
+    }
+
+    async fn run_or_hit(
+        &self,
+        prepared: &Prepared,
+        caller: &Caller,
+        cacheable: bool,
+        requested: u64,
+        meter: &Arc<ResponseMeter>,
     ) -> Outcome {
         let key = prepared.cache_key.as_ref().filter(|_| cacheable);
         let (Some(cache), Some(key)) = (self.cache.as_ref(), key) else {
-            return self.bypass(prepared, caller, requested).await;
+            return self.bypass(prepared, caller, requested, meter).await;
         };
         let viewer = caller.viewer.user_id();
         match cache.lookup(key, viewer).await {
             Ok(Some(response)) => return Outcome::hit(&response),
             Ok(None) => {}
-            Err(()) => return self.bypass(prepared, caller, requested).await,
+            Err(()) => return self.bypass(prepared, caller, requested, meter).await,
         }
         let flight = format!("{}:{}", key.0, viewer.map_or(-1, |id| id));
         let (mut outcome, ran) = cache
@@ -126,10 +184,11 @@ impl Gateway {
                 let generation = cache.generation().await;
                 let record = Recorder(Arc::new(Record::storable()));
                 let mut outcome = self
-                    .execute_once(prepared, caller, requested, Some(record.clone()))
+                    .execute_once(prepared, caller, requested, Some(record.clone()), meter)
                     .await;
-                if let (Some(generation), Some(policy), true) =
-                    (generation, outcome.policy, outcome.storable)
+                let fits = outcome.data.len() <= self.max_response_bytes;
+                if let (Some(generation), Some(policy), true, true) =
+                    (generation, outcome.policy, outcome.storable, fits)
                 {
                     let response = Arc::new(CachedResponse::new(
                         policy,
@@ -152,8 +211,16 @@ impl Gateway {
     }
 
     /// Executes `prepared` without the cache.
-    async fn bypass(&self, prepared: &Prepared, caller: &Caller, requested: u64) -> Outcome {
-        let mut outcome = self.execute_once(prepared, caller, requested, None).await;
+    async fn bypass(
+        &self,
+        prepared: &Prepared,
+        caller: &Caller,
+        requested: u64,
+        meter: &Arc<ResponseMeter>,
+    ) -> Outcome {
+        let mut outcome = self
+            .execute_once(prepared, caller, requested, None, meter)
+            .await;
         outcome.status = CacheStatus::Bypass;
         outcome
     }
@@ -165,6 +232,7 @@ impl Gateway {
         prepared: &Prepared,
         caller: &Caller,
         db: &sea_orm::DatabaseConnection,
+        meter: &Arc<ResponseMeter>,
     ) -> (async_graphql::Request, loading::BatchQueue) {
         let mut request =
             async_graphql::Request::new(String::new()).variables(prepared.variables.clone());
@@ -177,7 +245,13 @@ impl Gateway {
         }
         // Resolvers read `db` (the request's data comes before the schema's).
         let (request, batches) = schema::with_request_data(request, db, caller.viewer);
-        (request.data(caller.address).data(db.clone()), batches)
+        (
+            request
+                .data(caller.address)
+                .data(db.clone())
+                .data(Arc::clone(meter)),
+            batches,
+        )
     }
 
     /// Executes `prepared` with this request's data; after a mutation, invalidates what it
@@ -188,6 +262,7 @@ impl Gateway {
         caller: &Caller,
         requested: u64,
         recorder: Option<Recorder>,
+        meter: &Arc<ResponseMeter>,
     ) -> Outcome {
         let recorder = recorder.unwrap_or_default();
         // A query may read on a replica that has replayed the viewer's writes.
@@ -198,7 +273,7 @@ impl Gateway {
             _ => None,
         };
         let db = route.as_ref().map_or(&self.db, |route| &route.db);
-        let (request, batches) = self.request_for(prepared, caller, db);
+        let (request, batches) = self.request_for(prepared, caller, db, meter);
         let request = request.data(recorder.clone());
         let (mut response, connection_lost) =
             error::noting_lost_connections(loading::drive(self.schema.execute(request), batches))
@@ -214,7 +289,7 @@ impl Gateway {
                 (Some(replicas), Some(route)) if on_replica => replicas.failed(route),
                 _ => self.metrics.read_retried(),
             }
-            let (request, batches) = self.request_for(prepared, caller, &self.db);
+            let (request, batches) = self.request_for(prepared, caller, &self.db, meter);
             let request = request.data(recorder.clone());
             response = loading::drive(self.schema.execute(request), batches).await;
         }
@@ -240,6 +315,10 @@ impl Gateway {
             if let Some(cache) = &self.cache {
                 cache.invalidate(written).await;
             }
+        }
+        if has_code(&response, error::code::RESPONSE_TOO_LARGE) {
+            // Stopped as it crossed the bound: what it resolved is dropped unserialized.
+            return Outcome::too_large(meter, requested, meter.resolving());
         }
         let record: &Record = &recorder.0;
         let request_error = matches!(response.data, async_graphql::Value::Null)
@@ -278,6 +357,14 @@ impl Gateway {
                     if request_error { 0 } else { requested },
                 ),
             };
+        let produced = matches!(&response.data, async_graphql::Value::Object(fields)
+            if fields.values().any(|value| !matches!(value, async_graphql::Value::Null)));
+        // What the answer carries is paid for too.
+        let actual = if request_error {
+            actual
+        } else {
+            actual.saturating_add(cost::byte_cost(data.len()))
+        };
         let data = Bytes::from(data);
         Outcome {
             data,
@@ -288,6 +375,7 @@ impl Gateway {
             actual,
             status: CacheStatus::Miss,
             storable,
+            produced,
         }
     }
 }

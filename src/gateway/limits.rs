@@ -111,6 +111,9 @@ pub enum LimitError {
     /// An argument out of range (`first` above 100).
     #[error("{0}")]
     BadInput(AppError),
+    /// An argument whose value is not of its type (`first: 1.5`): a validation error.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl LimitError {
@@ -144,6 +147,9 @@ impl LimitError {
         if let Self::BadInput(err) = self {
             return err.to_request_error();
         }
+        if let Self::Invalid(message) = self {
+            return crate::error::request_error(message.clone(), code::GRAPHQL_VALIDATION_FAILED);
+        }
         let mut extensions = ErrorExtensionValues::default();
         match self {
             Self::TooDeep {
@@ -172,7 +178,7 @@ impl LimitError {
                 extensions.set("code", code::QUERY_TOO_DEEP);
                 extensions.set("limit", "fragmentDepth");
             }
-            Self::BadInput(_) => {}
+            Self::BadInput(_) | Self::Invalid(_) => {}
         }
         let mut error = ServerError::new(self.to_string(), None);
         error.extensions = Some(extensions);
@@ -181,8 +187,8 @@ impl LimitError {
 }
 
 /// Checks the document's size, token count and bracket nesting without parsing it, so that a
-/// hostile document never reaches the (recursive) parser.
-pub fn scan_document(query: &str, limits: &Limits) -> Result<(), LimitError> {
+/// hostile document never reaches the (recursive) parser; its number of tokens.
+pub fn scan_document(query: &str, limits: &Limits) -> Result<usize, LimitError> {
     if query.len() > limits.max_document_bytes {
         return Err(LimitError::too_complex(
             "documentBytes",
@@ -246,7 +252,7 @@ pub fn scan_document(query: &str, limits: &Limits) -> Result<(), LimitError> {
             ));
         }
     }
-    Ok(())
+    Ok(tokens)
 }
 
 /// Checks what the document's text says before any fragment is expanded: directives per
@@ -374,7 +380,7 @@ fn skip_string(bytes: &[u8], start: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn tokens_of(query: &str) -> Result<(), LimitError> {
+    fn tokens_of(query: &str) -> Result<usize, LimitError> {
         scan_document(
             query,
             &Limits {
@@ -388,7 +394,7 @@ mod tests {
     fn strings_comments_and_spreads_count_as_the_parser_sees_them() {
         // `{ a(x: "}}") }` is 8 tokens; comments and commas count for nothing; braces in strings
         // do not nest.
-        assert!(tokens_of("{ a(x: \"}}\") }").is_ok());
+        assert_eq!(tokens_of("{ a(x: \"}}\") }").ok(), Some(8));
         assert!(tokens_of("# {{{{{{{{{{\n{ a, b, c }").is_ok());
         assert!(tokens_of("{ a(x: \"\"\"b { c } d\"\"\") ...F }").is_err());
         assert!(tokens_of("{ a ...F }").is_ok());

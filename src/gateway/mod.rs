@@ -23,6 +23,7 @@
 mod admit;
 mod authenticate;
 pub mod cost;
+pub mod document;
 mod exchange;
 mod execute;
 pub mod limits;
@@ -94,4 +95,6 @@ pub struct Gateway {
     pub execution_timeout: std::time::Duration,
     /// Read replicas, when configured: queries may read there.
     pub replicas: Option<Arc<crate::replicas::Replicas>>,
+    /// The most bytes one response carries (the data of every operation of a batch).
+    pub max_response_bytes: usize,
 }

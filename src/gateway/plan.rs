@@ -122,6 +122,84 @@ pub fn coerce_variables(operation: &OperationDefinition, mut variables: Variable
     variables
 }
 
+/// *CoerceVariableValues*' rule for non-null variables: each must be given (or have a default)
+/// and must not be null. The message of the first one broken, as graphql-js words it.
+pub fn required_variables(
+    operation: &OperationDefinition,
+    variables: &Variables,
+) -> Result<(), String> {
+    for definition in &operation.variable_definitions {
+        let definition = &definition.node;
+        if definition.var_type.node.nullable {
+            continue;
+        }
+        let name = &definition.name.node;
+        match variables.get(name) {
+            None => {
+                return Err(format!(
+                    "Variable \"${name}\" of required type \"{}\" was not provided.",
+                    definition.var_type.node
+                ));
+            }
+            Some(Value::Null) => {
+                return Err(format!(
+                    "Variable \"${name}\" of non-null type \"{}\" must not be null.",
+                    definition.var_type.node
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The first argument of a field that runs whose text (at any depth: a list, an input object)
+/// holds a NUL character, which no database column may store: its name (`input.title` for a
+/// field of an input object).
+pub fn text_with_nul(plan: &Plan<'_>, variables: &Variables) -> Option<String> {
+    fn in_fields(fields: &[PlannedField<'_>], variables: &Variables) -> Option<String> {
+        for field in fields {
+            for (name, value) in &field.field.node.arguments {
+                let value = value
+                    .node
+                    .clone()
+                    .into_const_with(|variable| variables.get(&variable).cloned().ok_or(()));
+                if let Ok(value) = value
+                    && let Some(path) = nul_in(&value)
+                {
+                    return Some(match path {
+                        Some(inner) => format!("{}.{inner}", name.node),
+                        None => name.node.to_string(),
+                    });
+                }
+            }
+            for branch in &field.branches {
+                if let Some(found) = in_fields(&branch.fields, variables) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    /// `Some(None)`: the value itself; `Some(Some(path))`: the entry of an input object.
+    fn nul_in(value: &Value) -> Option<Option<String>> {
+        match value {
+            Value::String(text) => text.contains('\0').then_some(None),
+            Value::List(items) => items.iter().find_map(nul_in),
+            Value::Object(entries) => entries.iter().find_map(|(name, value)| {
+                nul_in(value).map(|inner| {
+                    Some(match inner {
+                        Some(inner) => format!("{name}.{inner}"),
+                        None => name.to_string(),
+                    })
+                })
+            }),
+            _ => None,
+        }
+    }
+    in_fields(&plan.fields, variables)
+}
+
 /// Builds plans.
 pub struct Planner<'a> {
     document: &'a ExecutableDocument,

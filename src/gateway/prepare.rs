@@ -7,27 +7,31 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ServerError, Variables};
 use moka::sync::Cache;
 
+use super::document::{self, ReduceError};
 use super::limits::{self, LimitError};
 use super::merge::{self, MergeError};
 use super::persisted::PersistedError;
 use super::plan::{self, Planner};
-use super::{Gateway, Operation, OperationState, Prepared, RawOperation, Transport, cost};
+use super::{Caller, Gateway, Operation, OperationState, Prepared, RawOperation, Transport, cost};
 use crate::cache::CacheKey;
-use crate::error::{code, request_error};
+use crate::error::{AppError, code, request_error};
 
 /// The longest variables (as JSON) whose validation is remembered.
 const MAX_REMEMBERED_VARIABLES: usize = 1024;
 
-/// A document parsed and checked for one operation name.
+/// A document parsed, reduced to its operation and checked for one operation name.
 pub struct CheckedDocument {
     key: String,
     document: Arc<ExecutableDocument>,
     operation_type: OperationType,
+    /// Bytes it holds (its key and its parsed form).
+    weight: u32,
 }
 
-/// Documents already parsed and checked, and (document, variables) pairs already planned, priced
-/// and validated: the work a document sent again (as clients do) is spared. Both bounded in
-/// bytes.
+/// Documents already parsed, checked and validated, and (document, variables) pairs already
+/// planned, priced and validated: the work a document sent again (as clients do) is spared. Both
+/// bounded in bytes, each entry weighed by what it holds; only documents that passed validation
+/// are kept (a refused one is never sent again by a well-behaved client).
 pub struct DocumentCache {
     checked: Cache<String, Arc<CheckedDocument>>,
     planned: Cache<String, Arc<Planned>>,
@@ -37,29 +41,31 @@ impl DocumentCache {
     /// Caches holding about `max_bytes` of documents in all.
     pub fn new(max_bytes: u64) -> Self {
         Self {
-            // A parsed document takes several times its text; count it ten times.
             checked: Cache::builder()
                 .max_capacity(max_bytes / 2)
-                .weigher(|key: &String, _: &Arc<CheckedDocument>| {
-                    u32::try_from(key.len().saturating_mul(10)).unwrap_or(u32::MAX)
-                })
+                .weigher(|_: &String, checked: &Arc<CheckedDocument>| checked.weight)
                 .build(),
             planned: Cache::builder()
                 .max_capacity(max_bytes / 2)
-                .weigher(|key: &String, _: &Arc<Planned>| {
-                    u32::try_from(key.len().saturating_mul(10)).unwrap_or(u32::MAX)
-                })
+                .weigher(|_: &String, planned: &Arc<Planned>| planned.weight)
                 .build(),
         }
+    }
+
+    /// The bytes the cached documents hold, by the cache's weights (for tests and metrics).
+    pub fn weighted_size(&self) -> u64 {
+        self.checked.run_pending_tasks();
+        self.planned.run_pending_tasks();
+        self.checked.weighted_size() + self.planned.weighted_size()
     }
 }
 
 fn unknown_operation(operation_name: Option<&str>) -> Operation {
-    let message = match operation_name {
-        Some(name) => format!("Unknown operation named \"{name}\""),
-        None => "Operation name required in request.".to_owned(),
-    };
-    Operation::refused(request_error(message, code::GRAPHQL_VALIDATION_FAILED), 0)
+    let error = ReduceError::UnknownOperation(operation_name.map(str::to_owned));
+    Operation::refused(
+        request_error(error.to_string(), code::GRAPHQL_VALIDATION_FAILED),
+        0,
+    )
 }
 
 /// A request the transport must refuse as a whole.
@@ -94,21 +100,39 @@ fn persisted_error(err: &PersistedError) -> ServerError {
 }
 
 impl Gateway {
-    /// Prepares one operation: an operation ready to run, or refused with its error; or a
-    /// rejection of the whole request by the transport's rules.
+    /// Prepares one operation sent by `caller`: an operation ready to run, or refused with its
+    /// error; or a rejection of the whole request by the transport's rules. A large document the
+    /// server does not know yet costs its preparation before it is parsed (see
+    /// [`cost::preparation_cost`]).
     pub async fn prepare(
         &self,
         raw: RawOperation,
         transport: Transport,
+        caller: &Caller,
     ) -> Result<Operation, Rejection> {
         let resolved = match self.persisted.resolve(raw.query, &raw.persisted).await {
             Ok(resolved) => resolved,
             Err(err) => return Ok(Operation::refused(persisted_error(&err), 0)),
         };
         let operation_name = raw.operation_name;
-        let checked = match self.checked(&resolved.query, operation_name.as_deref()) {
-            Ok(checked) => checked,
-            Err(refused) => return Ok(*refused),
+        let key = format!("{}\u{0}{}", operation_name.as_deref().unwrap_or_default(), resolved.query);
+        let mut preparation = 0;
+        let (checked, fresh) = match self.documents.checked.get(&key) {
+            Some(checked) => (checked, false),
+            None => {
+                let tokens = match limits::scan_document(&resolved.query, &self.limits) {
+                    Ok(tokens) => tokens,
+                    Err(err) => return Ok(err.into()),
+                };
+                preparation = cost::preparation_cost(tokens);
+                if let Some(refused) = self.charge_preparation(caller, preparation).await {
+                    return Ok(refused);
+                }
+                match self.check(&resolved.query, key, operation_name.as_deref()) {
+                    Ok(checked) => (Arc::new(checked), true),
+                    Err(refused) => return Ok(refused.with_preparation(preparation)),
+                }
+            }
         };
         if checked.operation_type == OperationType::Mutation && !transport.mutations {
             return Err(Rejection::MutationNotAllowed);
@@ -120,7 +144,8 @@ impl Gateway {
                     code::BAD_REQUEST,
                 ),
                 0,
-            ));
+            )
+            .with_preparation(preparation));
         }
         let variables_json = serde_json::Value::Object(raw.variables);
         let variables_text = variables_json.to_string();
@@ -135,13 +160,23 @@ impl Gateway {
         {
             Some(planned) => planned,
             None => {
-                let planned = match self
+                let mut planned = match self
                     .plan_validated(&checked, variables_json, operation_name.as_deref())
                     .await
                 {
-                    Ok(planned) => Arc::new(planned),
-                    Err(refused) => return Ok(*refused),
+                    Ok(planned) => planned,
+                    Err(refused) => return Ok(refused.with_preparation(preparation)),
                 };
+                // Only a document that passed validation is remembered.
+                if fresh {
+                    self.documents
+                        .checked
+                        .insert(checked.key.clone(), Arc::clone(&checked));
+                }
+                if let Some(key) = &remembered {
+                    planned.weight = planned.weight.saturating_add(weight_of(key.len()));
+                }
+                let planned = Arc::new(planned);
                 if let Some(key) = remembered {
                     self.documents.planned.insert(key, Arc::clone(&planned));
                 }
@@ -151,6 +186,7 @@ impl Gateway {
         let register = resolved.register.map(|hash| (hash, resolved.query));
         Ok(Operation {
             requested: planned.requested,
+            preparation,
             state: OperationState::Ready(Box::new(Prepared {
                 document: Arc::clone(&planned.document),
                 operation_name,
@@ -164,9 +200,31 @@ impl Gateway {
         })
     }
 
+    /// Takes `preparation` points from `caller`'s budget before a document is parsed; the
+    /// refusal when the budget does not hold them.
+    async fn charge_preparation(&self, caller: &Caller, preparation: u64) -> Option<Operation> {
+        if preparation == 0 {
+            return None;
+        }
+        let decision = self.charge(&caller.client, preparation as f64).await?;
+        if decision.allowed {
+            return None;
+        }
+        self.metrics.rate_limited();
+        let error = AppError::RateLimited {
+            message: format!(
+                "Rate limited: preparing this document costs {preparation} points and {} are available",
+                decision.remaining.max(0.0).floor()
+            ),
+            retry_after_seconds: decision.retry_after_seconds(preparation as f64),
+        }
+        .to_request_error();
+        Some(Operation::refused(error, 0))
+    }
+
     /// Plans and prices the checked document with `variables`, checks the limits on what will
-    /// run, and validates the document as sent (the executing schema then skips what this
-    /// validation did).
+    /// run, and validates the document (the executing schema then skips what this validation
+    /// did).
     async fn plan_validated(
         &self,
         checked: &CheckedDocument,
@@ -178,6 +236,12 @@ impl Gateway {
             return Err(Box::new(unknown_operation(operation_name)));
         };
         let variables = plan::coerce_variables(&operation.node, Variables::from_json(variables));
+        if let Err(message) = plan::required_variables(&operation.node, &variables) {
+            return Err(Box::new(Operation::refused(
+                request_error(message, code::GRAPHQL_VALIDATION_FAILED),
+                0,
+            )));
+        }
         let planned = self.plan_and_price(document, variables, operation_name)?;
         let errors = self
             .validate(
@@ -189,37 +253,40 @@ impl Gateway {
         if !errors.is_empty() {
             return Err(Box::new(Operation {
                 requested: 0,
+                preparation: 0,
                 state: OperationState::Refused(errors),
             }));
         }
         Ok(planned)
     }
 
-    /// The document `query` parsed and checked for `operation_name` (scan, parse, document
-    /// limits, *FieldsInSetCanMerge*): none of it depends on the variables, so a document sent
-    /// again is not parsed or checked again.
-    fn checked(
+    /// The document `query` parsed, reduced to the operation `operation_name` selects and
+    /// checked (document limits, *FieldsInSetCanMerge*); none of it depends on the variables.
+    /// The size, tokens and nesting were scanned before.
+    fn check(
         &self,
         query: &str,
+        key: String,
         operation_name: Option<&str>,
-    ) -> Result<Arc<CheckedDocument>, Box<Operation>> {
-        let key = format!("{}\u{0}{query}", operation_name.unwrap_or_default());
-        if let Some(checked) = self.documents.checked.get(&key) {
-            return Ok(checked);
-        }
-        limits::scan_document(query, &self.limits).map_err(|err| Box::new(err.into()))?;
+    ) -> Result<CheckedDocument, Operation> {
         let document = async_graphql::parser::parse_query(query).map_err(|err| {
             let mut error = ServerError::from(err);
             error.extensions = request_error("", code::GRAPHQL_PARSE_FAILED).extensions;
-            Box::new(Operation::refused(error, 0))
+            Operation::refused(error, 0)
+        })?;
+        let document = document::reduce(document, operation_name).map_err(|err| {
+            let mut error = request_error(err.to_string(), code::GRAPHQL_VALIDATION_FAILED);
+            if let ReduceError::UnusedFragment(_, position) = err {
+                error.locations = vec![position];
+            }
+            Operation::refused(error, 0)
         })?;
         let Some((_, operation)) = plan::select_operation(&document, operation_name) else {
-            return Err(Box::new(unknown_operation(operation_name)));
+            return Err(unknown_operation(operation_name));
         };
         let operation_type = operation.node.ty;
         let selection_set = &operation.node.selection_set.node;
-        limits::check_document(&document, selection_set, &self.limits)
-            .map_err(|err| Box::new(err.into()))?;
+        limits::check_document(&document, selection_set, &self.limits).map_err(Operation::from)?;
         let root = match operation_type {
             OperationType::Query => &self.schema_info.query,
             OperationType::Mutation => &self.schema_info.mutation,
@@ -230,27 +297,25 @@ impl Gateway {
             Err(MergeError::Conflict(conflict)) => {
                 let mut error = request_error(conflict.message, code::GRAPHQL_VALIDATION_FAILED);
                 error.locations = conflict.positions;
-                return Err(Box::new(Operation::refused(error, 0)));
+                return Err(Operation::refused(error, 0));
             }
             Err(MergeError::TooComplex) => {
-                return Err(Box::new(
-                    LimitError::too_complex(
-                        "fields",
-                        "The work to check the document",
-                        self.limits.max_fields as u64,
-                        self.limits.max_fields as u64 + 1,
-                    )
-                    .into(),
-                ));
+                return Err(LimitError::too_complex(
+                    "fields",
+                    "The work to check the document",
+                    self.limits.max_fields as u64,
+                    self.limits.max_fields as u64 + 1,
+                )
+                .into());
             }
         }
-        let checked = Arc::new(CheckedDocument {
-            key: key.clone(),
+        let weight = weight_of(key.len().saturating_add(document::heap_size(&document)));
+        Ok(CheckedDocument {
+            key,
             document: Arc::new(document),
             operation_type,
-        });
-        self.documents.checked.insert(key, Arc::clone(&checked));
-        Ok(checked)
+            weight,
+        })
     }
 
     /// Plans the operation, prices it and checks the limits on what will run.
@@ -271,6 +336,13 @@ impl Gateway {
                     0,
                 ))
             })?;
+        if let Some(argument) = plan::text_with_nul(&plan, &variables) {
+            return Err(Box::new(Operation::refused(
+                AppError::invalid(&argument, "must not contain the NUL character (U+0000)")
+                    .to_request_error(),
+                0,
+            )));
+        }
         let measures = cost::measure(&plan, &variables, &self.schema_info)
             .map_err(|err| Box::new(Operation::from(err)))?;
         if plan.operation.ty == OperationType::Subscription && measures.root_fields != 1 {
@@ -331,6 +403,12 @@ impl Gateway {
             .then(|| CacheKey::of(&plan.canonical(&variables)));
         let rewritten = plan.needs_rewrite().then(|| plan.rewrite());
         drop(plan);
+        let weight = weight_of(
+            rewritten
+                .as_ref()
+                .map_or(0, document::heap_size)
+                .saturating_add(PLANNED_OVERHEAD),
+        );
         Ok(Planned {
             hint: measures.hint,
             requested: measures.requested,
@@ -338,10 +416,11 @@ impl Gateway {
             cache_key,
             document: rewritten.map_or_else(|| Arc::clone(document), Arc::new),
             variables,
+            weight,
         })
     }
 
-    /// The validation errors of `document` as sent (none when it is valid).
+    /// The validation errors of `document` (none when it is valid).
     async fn validate(
         &self,
         document: async_graphql::parser::types::ExecutableDocument,
@@ -357,6 +436,15 @@ impl Gateway {
     }
 }
 
+/// What a remembered plan holds beyond a rewritten document: the variables, the cache key, the
+/// deprecations (an estimate, in bytes).
+const PLANNED_OVERHEAD: usize = 1024;
+
+/// A weight for the caches, in bytes.
+fn weight_of(bytes: usize) -> u32 {
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 /// What planning found out for a document and its variables, owned (the plan itself borrows
 /// the document): remembered for the next request that sends the same.
 pub struct Planned {
@@ -367,4 +455,6 @@ pub struct Planned {
     /// The document that runs: the one sent, or its rewritten form.
     document: Arc<ExecutableDocument>,
     variables: Variables,
+    /// Bytes it holds, for the cache.
+    weight: u32,
 }

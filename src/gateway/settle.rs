@@ -14,7 +14,7 @@ impl Gateway {
         let requested = exchange.charged();
         let actual = exchange.operations.iter().fold(0u64, |sum, operation| {
             let actual = match &operation.state {
-                OperationState::Ran { outcome, .. } => outcome.actual.min(operation.requested),
+                OperationState::Ran { outcome, .. } => outcome.actual,
                 _ => 0,
             };
             sum.saturating_add(actual)
@@ -25,7 +25,15 @@ impl Gateway {
             throttle = self
                 .charge(&exchange.caller.client, -((requested - actual) as f64))
                 .await;
+        } else if admitted && actual > requested {
+            // The answer carried more than was priced (its bytes): paid now, into debt if need be.
+            throttle = self
+                .debit(&exchange.caller.client, (actual - requested) as f64)
+                .await;
         }
+        let produced = exchange.operations.iter().any(|operation| {
+            matches!(&operation.state, OperationState::Ran { outcome, .. } if outcome.produced)
+        });
         let single = !exchange.batch && exchange.operations.len() == 1;
         let mut policy = None;
         let mut etag = None;
@@ -48,17 +56,15 @@ impl Gateway {
                     }
                     let data = (!outcome.request_error).then_some(outcome.data);
                     let errors = outcome.errors.as_ref().clone();
-                    (
-                        data,
-                        errors,
-                        deprecated,
-                        outcome.actual.min(operation.requested),
-                    )
+                    (data, errors, deprecated, outcome.actual)
                 }
                 OperationState::Refused(errors) => (None, errors, Vec::new(), 0),
                 OperationState::Ready(_) => (None, Vec::new(), Vec::new(), 0),
             };
-            self.metrics.cost(operation.requested, actual);
+            // What preparing the document cost is part of both figures.
+            let requested = operation.requested.saturating_add(operation.preparation);
+            let actual = actual.saturating_add(operation.preparation);
+            self.metrics.cost(requested, actual);
             for error in &mut errors {
                 let code = classify(error, request_id);
                 self.metrics.error(&code);
@@ -77,7 +83,7 @@ impl Gateway {
             extensions.insert(
                 Name::new("cost"),
                 CostReport {
-                    requested: operation.requested,
+                    requested,
                     actual,
                     throttle,
                 }
@@ -108,6 +114,7 @@ impl Gateway {
             retry_after,
             unavailable,
             query,
+            produced,
         }
     }
 

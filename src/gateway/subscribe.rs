@@ -24,6 +24,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::cost::{self, CostReport};
 use super::plan::Planner;
+use super::serialize;
 use super::settle::classify;
 use super::{Answer, Caller, Exchange, Gateway, Operation, OperationState, Prepared, Transport};
 use crate::auth::{ClientAddress, TokenClaims, Viewer};
@@ -31,6 +32,7 @@ use crate::cache::Recorder;
 use crate::changes::Change;
 use crate::error::{AppError, AppResult, code};
 use crate::graphql::loading;
+use crate::graphql::response_size::ResponseMeter;
 use crate::graphql::subscription::{SubscriptionScope, SubscriptionStep};
 
 /// What streaming transports allow: everything, never from the cache.
@@ -142,7 +144,7 @@ impl Gateway {
         let Ok(_permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             return busy();
         };
-        let operation = match Box::pin(self.prepare(raw, STREAMING)).await {
+        let operation = match Box::pin(self.prepare(raw, STREAMING, &subscriber.caller)).await {
             Ok(operation) => operation,
             Err(rejection) => Operation::refused(
                 crate::error::request_error(rejection.to_string(), code::BAD_REQUEST),
@@ -176,6 +178,7 @@ impl Gateway {
         let Some(Operation {
             requested,
             state: OperationState::Ready(mut prepared),
+            ..
         }) = exchange.operations.pop()
         else {
             return futures::stream::empty().boxed();
@@ -240,7 +243,9 @@ impl Gateway {
         scope: &Arc<SubscriptionScope>,
         change: Option<Arc<Change>>,
     ) -> Vec<async_graphql::Response> {
-        let (request, batches) = self.request_for(prepared, caller, &self.db);
+        // Each run answers one event: bounded like one response.
+        let meter = Arc::new(ResponseMeter::new(self.max_response_bytes));
+        let (request, batches) = self.request_for(prepared, caller, &self.db, &meter);
         let request = request.data(Recorder::default()).data(SubscriptionStep {
             scope: Arc::clone(scope),
             change,
@@ -407,8 +412,9 @@ impl Following {
         }
     }
 
-    /// Charges one event its actual cost and queues it; over budget, queues RATE_LIMITED instead
-    /// and completes.
+    /// Charges one event its actual cost (what it resolved and the bytes it carries) and queues
+    /// it, its fields in the order the subscription selected them; over budget, queues
+    /// RATE_LIMITED instead and completes.
     async fn settle_event(&mut self, mut response: async_graphql::Response) {
         let gateway = &self.gateway;
         let prepared = &self.prepared;
@@ -419,10 +425,19 @@ impl Following {
         )
         .plan(prepared.operation_name.as_deref())
         {
-            Ok(plan) if response.errors.is_empty() => {
-                cost::actual_cost(&plan, &gateway.schema_info, &response.data, self.requested)
+            Ok(plan) => {
+                let json = serialize::data_json(&plan, &response.data);
+                let structural = if response.errors.is_empty() {
+                    cost::actual_cost(&plan, &gateway.schema_info, &response.data, self.requested)
+                } else {
+                    self.requested
+                };
+                if let Ok(ordered) = serde_json::from_slice::<Value>(&json) {
+                    response.data = ordered;
+                }
+                structural.saturating_add(cost::byte_cost(json.len()))
             }
-            _ => self.requested,
+            Err(_) => self.requested,
         };
         let client = &self.subscriber.caller.client;
         let throttle = gateway.charge(client, actual as f64).await;

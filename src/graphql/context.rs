@@ -7,6 +7,10 @@ use sea_orm::DatabaseConnection;
 use crate::auth::{Passwords, Tokens, Viewer};
 use crate::cache::{CacheTag, Recorder};
 
+use super::response_size::ResponseMeter;
+use super::{FieldError, FieldResult};
+use std::sync::Arc;
+
 /// Shortcuts on [`Context`]; the data is put there by the schema and the request handler.
 pub trait ContextExt {
     /// The database pool.
@@ -29,6 +33,9 @@ pub trait ContextExt {
     /// Records that the response depends on who asks: every resolver of a private field calls it
     /// as it runs, so the response is never stored under the public key.
     fn mark_private(&self);
+    /// Counts `text` against the response's size bound (large text fields call it): the error
+    /// once the response would be too large.
+    fn carry(&self, text: &str) -> FieldResult<()>;
 }
 
 impl ContextExt for Context<'_> {
@@ -74,6 +81,13 @@ impl ContextExt for Context<'_> {
     fn mark_private(&self) {
         if let Some(recorder) = self.data_opt::<Recorder>() {
             recorder.0.mark_private();
+        }
+    }
+
+    fn carry(&self, text: &str) -> FieldResult<()> {
+        match self.data_opt::<Arc<ResponseMeter>>() {
+            Some(meter) => meter.carry(text.len()).map_err(FieldError::from),
+            None => Ok(()),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod context;
 pub mod id;
 pub mod loading;
 pub mod resolver_spans;
+pub mod response_size;
 pub mod scalars;
 pub mod subscription;
 

@@ -44,13 +44,15 @@ impl User {
     }
 
     /// A short text about the user, if they wrote one.
-    async fn bio(&self) -> Option<&str> {
-        self.0.bio.as_deref()
+    async fn bio(&self, ctx: &Context<'_>) -> FieldResult<Option<&str>> {
+        ctx.carry(self.0.bio.as_deref().unwrap_or_default())?;
+        Ok(self.0.bio.as_deref())
     }
 
     /// The URL of the user's picture, if they set one.
-    async fn image(&self) -> Option<&str> {
-        self.0.image.as_deref()
+    async fn image(&self, ctx: &Context<'_>) -> FieldResult<Option<&str>> {
+        ctx.carry(self.0.image.as_deref().unwrap_or_default())?;
+        Ok(self.0.image.as_deref())
     }
 
     /// Whether the viewer follows this user; false when anonymous.

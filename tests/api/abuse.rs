@@ -243,8 +243,12 @@ async fn slow_bodies_do_not_starve_other_requests() {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let response = app
-        .client
+    // Another client (another address: the trickling one is at its cap of connections).
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let response = other
         .post(app.url("/graphql"))
         .json(&json!({ "query": "{ __typename }" }))
         .timeout(Duration::from_secs(1))

@@ -278,6 +278,7 @@ async fn the_requested_cost_covers_everything_that_executes() {
         in_flight: Arc::new(tokio::sync::Semaphore::new(16)),
         execution_timeout: std::time::Duration::from_secs(30),
         replicas: None,
+        max_response_bytes: 4 * 1024 * 1024,
     };
     let transport = Transport {
         mutations: false,
@@ -304,7 +305,7 @@ async fn the_requested_cost_covers_everything_that_executes() {
                     ..RawOperation::default()
                 };
                 let operation = gateway
-                    .prepare(raw, transport)
+                    .prepare(raw, transport, &caller)
                     .await
                     .map_err(|err| TestCaseError::fail(err.to_string()))?;
                 let requested = operation.requested;

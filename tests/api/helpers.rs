@@ -228,6 +228,19 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// `GET path` on the admin listener (`CONDUIT_METRICS_LISTEN`, which the app must have); the
+    /// raw HTTP response.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        let addr = self
+            .metrics_addr
+            .expect("the app has an admin listener (config.server.metrics_listen)");
+        self.client
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// POSTs raw bytes to `/graphql` with `content_type`; the raw HTTP response.
     pub async fn post_bytes(&self, body: Vec<u8>, content_type: &str) -> reqwest::Response {
         self.client
