@@ -104,7 +104,9 @@ pub enum AppError {
     #[error("{0}")]
     Unavailable(String),
     /// The response would carry more than the server sends for one request.
-    #[error("The response would be larger than {maximum} bytes: ask for fewer items or fields, or page through them")]
+    #[error(
+        "The response would be larger than {maximum} bytes: ask for fewer items or fields, or page through them"
+    )]
     ResponseTooLarge {
         /// The most bytes one response carries (`CONDUIT_MAX_RESPONSE_BYTES`).
         maximum: u64,

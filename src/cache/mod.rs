@@ -603,7 +603,11 @@ mod tests {
             }),
             cache.single_flight("both", async { 2 })
         );
-        assert_eq!((first, second), ((1, true), (1, false)), "identical requests share one run");
+        assert_eq!(
+            (first, second),
+            ((1, true), (1, false)),
+            "identical requests share one run"
+        );
         assert_eq!(cache.flights_in_progress(), 0);
     }
 

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::http::response::Parts;
 use axum::http::Response;
+use axum::http::response::Parts;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
@@ -25,7 +25,11 @@ pub struct TrackedBody {
 
 impl TrackedBody {
     /// The response of `parts`, its body tracked by `state`'s connection.
-    pub fn new((parts, inner): (Parts, Body), state: Arc<ConnectionState>, http2: bool) -> Response<Self> {
+    pub fn new(
+        (parts, inner): (Parts, Body),
+        state: Arc<ConnectionState>,
+        http2: bool,
+    ) -> Response<Self> {
         let waiting = http2.then(|| {
             let waiting = Arc::new(AtomicU64::new(0));
             state.watch_body(&waiting);

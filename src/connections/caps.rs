@@ -150,7 +150,11 @@ mod tests {
 
     #[test]
     fn caps_count_per_address_and_in_all_and_free_on_drop() {
-        let caps = Arc::new(ConnectionCaps::new(3, Some(2), Arc::new(Metrics::default())));
+        let caps = Arc::new(ConnectionCaps::new(
+            3,
+            Some(2),
+            Arc::new(Metrics::default()),
+        ));
         let a: IpAddr = "10.0.0.1".parse().expect("address");
         let b: IpAddr = "10.0.0.2".parse().expect("address");
         let first = caps.admit(a).expect("first");
@@ -163,7 +167,11 @@ mod tests {
         assert!(caps.admit(a).is_ok(), "a freed slot admits again");
         let v6a: IpAddr = "2001:db8::1".parse().expect("address");
         let v6b: IpAddr = "2001:db8::2".parse().expect("address");
-        let caps = Arc::new(ConnectionCaps::new(10, Some(1), Arc::new(Metrics::default())));
+        let caps = Arc::new(ConnectionCaps::new(
+            10,
+            Some(1),
+            Arc::new(Metrics::default()),
+        ));
         let _one = caps.admit(v6a).expect("first of the /64");
         assert!(caps.admit(v6b).is_err(), "one /64 is one client");
     }

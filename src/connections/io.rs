@@ -65,7 +65,11 @@ impl GuardedIo {
 
     /// The outcome of a write that returned `poll`: a pending write starts (or checks) the send
     /// deadline; any progress clears it.
-    fn deadline<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         match poll {
             Poll::Ready(result) => {
                 self.stalled = None;
@@ -77,6 +81,7 @@ impl GuardedIo {
                     .stalled
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 if stalled.as_mut().poll(cx).is_ready() {
+                    self.state.send_timed_out.store(true, Ordering::Relaxed);
                     tracing::debug!(peer = %self.peer, "client did not read its response in time");
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -158,7 +163,10 @@ impl AsyncWrite for GuardedIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_replacement(cx))?;
-        if bufs.first().is_some_and(|first| first.starts_with(b"HTTP/1.1 4")) {
+        if bufs
+            .first()
+            .is_some_and(|first| first.starts_with(b"HTTP/1.1 4"))
+        {
             let whole: Vec<u8> = bufs.iter().flat_map(|buf| buf.iter().copied()).collect();
             if let Some(replacement) = parser_refusal(&whole, this.peer) {
                 this.replacement = Some((replacement, 0));
@@ -230,7 +238,12 @@ fn parser_refusal(head: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
         %peer,
         "request refused by the HTTP parser"
     );
-    Some(json_response(status, code, message.to_owned(), Some(&request_id)))
+    Some(json_response(
+        status,
+        code,
+        message.to_owned(),
+        Some(&request_id),
+    ))
 }
 
 /// A complete HTTP/1.1 answer with a GraphQL error body, closing the connection.

@@ -152,6 +152,8 @@ pub struct ConnectionState {
     awaiting_head: AtomicBool,
     /// The connection speaks HTTP/2 (its first bytes were the preface).
     http2: AtomicBool,
+    /// A write waited for the client longer than the send timeout.
+    send_timed_out: AtomicBool,
     /// HTTP/2 response bodies that handed a frame the connection has not taken yet: when each did.
     waiting_bodies: Mutex<Vec<Weak<AtomicU64>>>,
 }
@@ -431,6 +433,9 @@ impl Connection {
                     }
                 }
             }
+        }
+        if state.send_timed_out.load(Ordering::Relaxed) {
+            self.metrics.connection_closed(Closed::SendTimeout.label());
         }
         drop(self.open);
     }

@@ -241,7 +241,7 @@ impl Pricer<'_> {
                         _ => format!("Argument \"first\" has invalid value {number}"),
                     };
                     return Err(LimitError::Invalid(format!(
-                        "{source}; Int cannot represent {number}: an Int is a whole number from -2147483648 to 2147483647"
+                        "{source}: an Int is a 32-bit whole number"
                     )));
                 };
                 Some(int)
@@ -359,7 +359,10 @@ impl CostReport {
         let throttle = self.throttle.map_or(Value::Null, |decision| {
             object([
                 ("maximumAvailable", number(decision.policy.capacity)),
-                ("currentlyAvailable", number(decision.remaining.max(0.0).floor())),
+                (
+                    "currentlyAvailable",
+                    number(decision.remaining.max(0.0).floor()),
+                ),
                 ("restoreRate", number(decision.policy.restore_per_second)),
             ])
         });

@@ -79,9 +79,7 @@ pub fn reduce(
         DocumentOperations::Single(operation) => DocumentOperations::Single(operation),
         DocumentOperations::Multiple(mut operations) => {
             let name = selected_name.ok_or_else(unknown)?;
-            let (name, operation) = operations
-                .remove_entry(name.as_str())
-                .ok_or_else(unknown)?;
+            let (name, operation) = operations.remove_entry(name.as_str()).ok_or_else(unknown)?;
             DocumentOperations::Multiple(HashMap::from([(name, operation)]))
         }
     };
@@ -92,8 +90,8 @@ pub fn reduce(
 /// and value, with an allowance for the allocator. What the document cache weighs entries by
 /// (a document of tiny tokens takes many times its text).
 pub fn heap_size(document: &ExecutableDocument) -> usize {
-    use std::mem::size_of;
     use async_graphql::parser::types::{Directive, OperationDefinition, VariableDefinition};
+    use std::mem::size_of;
     let mut bytes = size_of::<ExecutableDocument>();
     for (name, operation) in document.operations.iter() {
         bytes += size_of::<async_graphql::parser::Positioned<OperationDefinition>>()
@@ -115,9 +113,9 @@ pub fn heap_size(document: &ExecutableDocument) -> usize {
     }
     for (name, fragment) in &document.fragments {
         bytes += name_size(name.as_str())
-            + size_of::<async_graphql::parser::Positioned<
-                async_graphql::parser::types::FragmentDefinition,
-            >>()
+            + size_of::<
+                async_graphql::parser::Positioned<async_graphql::parser::types::FragmentDefinition>,
+            >()
             + set_size(&fragment.node.selection_set.node);
     }
     bytes + bytes / 4
@@ -160,9 +158,12 @@ fn set_size(set: &SelectionSet) -> usize {
             }
             Selection::FragmentSpread(spread) => name_size(spread.node.fragment_name.node.as_str()),
             Selection::InlineFragment(inline) => {
-                inline.node.type_condition.as_ref().map_or(0, |condition| {
-                    name_size(condition.node.on.node.as_str())
-                }) + set_size(&inline.node.selection_set.node)
+                inline
+                    .node
+                    .type_condition
+                    .as_ref()
+                    .map_or(0, |condition| name_size(condition.node.on.node.as_str()))
+                    + set_size(&inline.node.selection_set.node)
             }
         };
     }
@@ -249,7 +250,10 @@ mod tests {
     use super::*;
 
     fn reduced(query: &str, name: Option<&str>) -> Result<ExecutableDocument, ReduceError> {
-        reduce(async_graphql::parser::parse_query(query).expect("parses"), name)
+        reduce(
+            async_graphql::parser::parse_query(query).expect("parses"),
+            name,
+        )
     }
 
     #[test]
@@ -259,7 +263,11 @@ mod tests {
             Some("A"),
         )
         .expect("reduces");
-        let mut fragments: Vec<&str> = document.fragments.keys().map(|name| name.as_str()).collect();
+        let mut fragments: Vec<&str> = document
+            .fragments
+            .keys()
+            .map(|name| name.as_str())
+            .collect();
         fragments.sort_unstable();
         assert_eq!(fragments, ["X", "Z"]);
         assert_eq!(document.operations.iter().count(), 1);
@@ -271,7 +279,10 @@ mod tests {
             reduced("query A { __typename } query B { __typename }", None),
             Err(ReduceError::UnknownOperation(None))
         ));
-        assert!(reduced("query A { __typename }", None).is_ok(), "the only one");
+        assert!(
+            reduced("query A { __typename }", None).is_ok(),
+            "the only one"
+        );
     }
 
     #[test]

@@ -115,7 +115,11 @@ impl Gateway {
             Err(err) => return Ok(Operation::refused(persisted_error(&err), 0)),
         };
         let operation_name = raw.operation_name;
-        let key = format!("{}\u{0}{}", operation_name.as_deref().unwrap_or_default(), resolved.query);
+        let key = format!(
+            "{}\u{0}{}",
+            operation_name.as_deref().unwrap_or_default(),
+            resolved.query
+        );
         let mut preparation = 0;
         let (checked, fresh) = match self.documents.checked.get(&key) {
             Some(checked) => (checked, false),
@@ -268,25 +272,26 @@ impl Gateway {
         query: &str,
         key: String,
         operation_name: Option<&str>,
-    ) -> Result<CheckedDocument, Operation> {
+    ) -> Result<CheckedDocument, Box<Operation>> {
         let document = async_graphql::parser::parse_query(query).map_err(|err| {
             let mut error = ServerError::from(err);
             error.extensions = request_error("", code::GRAPHQL_PARSE_FAILED).extensions;
-            Operation::refused(error, 0)
+            Box::new(Operation::refused(error, 0))
         })?;
         let document = document::reduce(document, operation_name).map_err(|err| {
             let mut error = request_error(err.to_string(), code::GRAPHQL_VALIDATION_FAILED);
             if let ReduceError::UnusedFragment(_, position) = err {
                 error.locations = vec![position];
             }
-            Operation::refused(error, 0)
+            Box::new(Operation::refused(error, 0))
         })?;
         let Some((_, operation)) = plan::select_operation(&document, operation_name) else {
-            return Err(unknown_operation(operation_name));
+            return Err(Box::new(unknown_operation(operation_name)));
         };
         let operation_type = operation.node.ty;
         let selection_set = &operation.node.selection_set.node;
-        limits::check_document(&document, selection_set, &self.limits).map_err(Operation::from)?;
+        limits::check_document(&document, selection_set, &self.limits)
+            .map_err(|err| Box::new(Operation::from(err)))?;
         let root = match operation_type {
             OperationType::Query => &self.schema_info.query,
             OperationType::Mutation => &self.schema_info.mutation,
@@ -297,16 +302,18 @@ impl Gateway {
             Err(MergeError::Conflict(conflict)) => {
                 let mut error = request_error(conflict.message, code::GRAPHQL_VALIDATION_FAILED);
                 error.locations = conflict.positions;
-                return Err(Operation::refused(error, 0));
+                return Err(Box::new(Operation::refused(error, 0)));
             }
             Err(MergeError::TooComplex) => {
-                return Err(LimitError::too_complex(
-                    "fields",
-                    "The work to check the document",
-                    self.limits.max_fields as u64,
-                    self.limits.max_fields as u64 + 1,
-                )
-                .into());
+                return Err(Box::new(
+                    LimitError::too_complex(
+                        "fields",
+                        "The work to check the document",
+                        self.limits.max_fields as u64,
+                        self.limits.max_fields as u64 + 1,
+                    )
+                    .into(),
+                ));
             }
         }
         let weight = weight_of(key.len().saturating_add(document::heap_size(&document)));

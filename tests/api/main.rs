@@ -9,6 +9,7 @@ mod concurrency;
 mod cost_property;
 mod hardening;
 mod helpers;
+mod hostile;
 mod http;
 mod limits;
 mod n_plus_one;

@@ -182,6 +182,39 @@ impl Socket {
         })
     }
 
+    /// The next text message as it was written (key order kept), pings answered; `None` when
+    /// nothing came within [`WAIT`].
+    pub async fn receive_text(&mut self) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??
+            {
+                Ok(Message::Text(text)) if text.contains("\"type\":\"ping\"") => {
+                    self.send(json!({ "type": "pong" })).await;
+                }
+                Ok(Message::Text(text)) => return Some(text.to_string()),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The answer to operation `id`: the payload of its `next`, or `{"errors": …}` for an
+    /// `error` message; panics on anything else.
+    pub async fn answer_of(&mut self, id: &str) -> Value {
+        match self.receive().await {
+            Received::Message(message) if message["id"] == id && message["type"] == "next" => {
+                message["payload"].clone()
+            }
+            Received::Message(message) if message["id"] == id && message["type"] == "error" => {
+                json!({ "errors": message["payload"] })
+            }
+            other => panic!("expected an answer for {id}, got {other:?}"),
+        }
+    }
+
     /// The payload of the next `next` message of `id`; panics on anything else.
     pub async fn next_of(&mut self, id: &str) -> Value {
         match self.receive().await {
