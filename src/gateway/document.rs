@@ -285,6 +285,180 @@ mod tests {
         );
     }
 
+    use proptest::prelude::*;
+
+    use super::super::limits::{self, Limits};
+    use super::super::merge;
+    use super::super::schema_info::SchemaInfo;
+
+    /// One selection of a generated document.
+    #[derive(Debug, Clone)]
+    enum Item {
+        /// `__typename`.
+        Typename,
+        /// `viewer { id }`.
+        Viewer,
+        /// `...F<n>` written `times` times.
+        Spread(usize, usize),
+    }
+
+    /// A generated document: operations and fragments (fragment `i` spreads only fragments after
+    /// it: no cycles, but expansions up to 10^depth), the operation to run.
+    #[derive(Debug, Clone)]
+    struct Generated {
+        operations: Vec<Vec<Item>>,
+        fragments: Vec<Vec<Item>>,
+        selected: usize,
+    }
+
+    fn item(fragments: usize) -> impl Strategy<Value = Item> {
+        prop_oneof![
+            Just(Item::Typename),
+            Just(Item::Viewer),
+            (0..fragments.max(1), 1..=10usize).prop_map(|(to, times)| Item::Spread(to, times)),
+        ]
+    }
+
+    fn generated() -> impl Strategy<Value = Generated> {
+        (1..=12usize, 1..=4usize)
+            .prop_flat_map(|(fragments, operations)| {
+                (
+                    proptest::collection::vec(proptest::collection::vec(item(fragments), 1..6), operations),
+                    proptest::collection::vec(proptest::collection::vec(item(fragments), 1..6), fragments),
+                    0..operations,
+                )
+            })
+            .prop_map(|(operations, mut fragments, selected)| {
+                // Fragment `i` spreads only fragments after it; the last spreads none.
+                let count = fragments.len();
+                for (index, items) in fragments.iter_mut().enumerate() {
+                    for item in items.iter_mut() {
+                        if let Item::Spread(to, times) = *item {
+                            *item = if index + 1 < count {
+                                Item::Spread(index + 1 + to % (count - index - 1), times)
+                            } else {
+                                Item::Typename
+                            };
+                        }
+                    }
+                }
+                Generated { operations, fragments, selected }
+            })
+    }
+
+    fn render(items: &[Item], out: &mut String) -> usize {
+        let mut written = 0;
+        for item in items {
+            match item {
+                Item::Typename => out.push_str(" __typename"),
+                Item::Viewer => {
+                    out.push_str(" viewer { id }");
+                    written += 1;
+                }
+                Item::Spread(to, times) => {
+                    for _ in 0..*times {
+                        out.push_str(&format!(" ...F{to}"));
+                        written += 1;
+                    }
+                    continue;
+                }
+            }
+            written += 1;
+        }
+        written
+    }
+
+    /// The document's text and the number of selections it writes.
+    fn text_of(generated: &Generated) -> (String, usize) {
+        let mut text = String::new();
+        let mut selections = 0;
+        for (index, items) in generated.operations.iter().enumerate() {
+            text.push_str(&format!("query O{index} {{"));
+            selections += render(items, &mut text);
+            text.push_str(" } ");
+        }
+        for (index, items) in generated.fragments.iter().enumerate() {
+            text.push_str(&format!("fragment F{index} on Query {{"));
+            selections += render(items, &mut text);
+            text.push_str(" } ");
+        }
+        (text, selections)
+    }
+
+    /// The selections of `set` with every fragment expanded, counted without memory (as a naive
+    /// validator walks them), stopping past `cap`.
+    fn expanded(document: &ExecutableDocument, set: &SelectionSet, cap: usize) -> usize {
+        let mut count = 0;
+        for item in &set.items {
+            count += 1;
+            count += match &item.node {
+                Selection::Field(field) => expanded(document, &field.node.selection_set.node, cap),
+                Selection::InlineFragment(inline) => {
+                    expanded(document, &inline.node.selection_set.node, cap)
+                }
+                Selection::FragmentSpread(spread) => document
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .map_or(0, |fragment| expanded(document, &fragment.node.selection_set.node, cap)),
+            };
+            if count > cap {
+                return count;
+            }
+        }
+        count
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A document of `n` written selections is refused or prepared with work that grows with
+        /// `n` only: reducing it, checking its limits and *FieldsInSetCanMerge*; and what reaches
+        /// async-graphql's validation (which expands fragments without memory) expands to no more
+        /// than the fields limit, whatever the operations that do not run hold.
+        #[test]
+        fn documents_are_refused_or_prepared_in_linear_work(generated in generated()) {
+            let (text, selections) = text_of(&generated);
+            let document = async_graphql::parser::parse_query(&text).expect("parses");
+            let name = format!("O{}", generated.selected);
+            let Ok(reduced) = reduce(document, Some(&name)) else {
+                // Refused (a fragment nobody uses) after one linear walk.
+                return Ok(());
+            };
+            let operation = match &reduced.operations {
+                DocumentOperations::Multiple(operations) => operations.values().next().expect("one"),
+                DocumentOperations::Single(operation) => operation,
+            };
+            let set = &operation.node.selection_set.node;
+            let definitions = generated.operations.len() + generated.fragments.len();
+            let limits = Limits::default();
+            let (checked, visits) = limits::measure_document(&reduced, set, &limits);
+            prop_assert!(
+                visits <= 2 * selections + definitions,
+                "{visits} visits for {selections} written selections: {text}"
+            );
+            if checked.is_err() {
+                return Ok(());
+            }
+            let cap = limits.max_fields;
+            // Every operation the validator sees (the reduced document holds one).
+            let seen: usize = reduced
+                .operations
+                .iter()
+                .map(|(_, operation)| expanded(&reduced, &operation.node.selection_set.node, cap))
+                .sum();
+            prop_assert!(
+                seen <= cap,
+                "validation would expand {seen} selections, more than {cap}: {text}"
+            );
+            let schema = SchemaInfo::from_sdl(
+                "schema { query: Query } type Query { viewer: User } type User { id: ID }",
+            )
+            .expect("sdl");
+            let (_, work) = merge::check_with_work(&reduced, "Query", set, &schema);
+            prop_assert!(work <= 4 * cap * cap, "merging took {work} units");
+        }
+    }
+
     #[test]
     fn a_fragment_no_operation_uses_is_refused() {
         let refused = reduced(

@@ -264,33 +264,53 @@ pub fn check_document(
     operation: &SelectionSet,
     limits: &Limits,
 ) -> Result<(), LimitError> {
+    measure_document(document, operation, limits).0
+}
+
+/// Like [`check_document`], with the number of selections the check visited: its work, which
+/// grows with the document's text, never with its expansion.
+pub fn measure_document(
+    document: &ExecutableDocument,
+    operation: &SelectionSet,
+    limits: &Limits,
+) -> (Result<(), LimitError>, usize) {
     let mut walk = DocumentWalk {
         document,
         limits,
         known: HashMap::new(),
         path: Vec::new(),
+        visits: 0,
     };
-    let (selections, depth) = walk.set(operation)?;
-    for fragment in document.fragments.values() {
-        walk.set(&fragment.node.selection_set.node)?;
+    let checked = walk.check(operation);
+    (checked, walk.visits)
+}
+
+impl<'d> DocumentWalk<'d> {
+    fn check(&mut self, operation: &'d SelectionSet) -> Result<(), LimitError> {
+        let document = self.document;
+        let limits = self.limits;
+        let (selections, depth) = self.set(operation)?;
+        for fragment in document.fragments.values() {
+            self.set(&fragment.node.selection_set.node)?;
+        }
+        if depth > limits.max_fragment_depth {
+            return Err(LimitError::too_deep(
+                "fragmentDepth",
+                "The nesting of fragments",
+                limits.max_fragment_depth,
+                depth,
+            ));
+        }
+        if selections > limits.max_fields as u64 {
+            return Err(LimitError::too_complex(
+                "fields",
+                "The number of selections after fragment expansion",
+                limits.max_fields as u64,
+                selections,
+            ));
+        }
+        Ok(())
     }
-    if depth > limits.max_fragment_depth {
-        return Err(LimitError::too_deep(
-            "fragmentDepth",
-            "The nesting of fragments",
-            limits.max_fragment_depth,
-            depth,
-        ));
-    }
-    if selections > limits.max_fields as u64 {
-        return Err(LimitError::too_complex(
-            "fields",
-            "The number of selections after fragment expansion",
-            limits.max_fields as u64,
-            selections,
-        ));
-    }
-    Ok(())
 }
 
 struct DocumentWalk<'d> {
@@ -299,6 +319,8 @@ struct DocumentWalk<'d> {
     /// Fragment name -> (selections once expanded, fragments nested in it, itself included).
     known: HashMap<&'d str, (u64, usize)>,
     path: Vec<&'d str>,
+    /// Selections visited so far.
+    visits: usize,
 }
 
 impl<'d> DocumentWalk<'d> {
@@ -307,6 +329,7 @@ impl<'d> DocumentWalk<'d> {
         let mut selections = 0u64;
         let mut depth = 0;
         for item in &set.items {
+            self.visits += 1;
             let directives = item.node.directives().len();
             if directives > self.limits.max_directives {
                 return Err(LimitError::too_complex(

@@ -47,12 +47,23 @@ pub fn check(
     selection_set: &SelectionSet,
     schema: &SchemaInfo,
 ) -> Result<(), MergeError> {
+    check_with_work(document, root, selection_set, schema).0
+}
+
+/// Like [`check`], with the work units it used (at most [`MAX_WORK`]).
+pub fn check_with_work(
+    document: &ExecutableDocument,
+    root: &str,
+    selection_set: &SelectionSet,
+    schema: &SchemaInfo,
+) -> (Result<(), MergeError>, usize) {
     let mut checker = Checker {
         document,
         schema,
         work: 0,
     };
-    checker.check_sets(&[(root, selection_set)])
+    let checked = checker.check_sets(&[(root, selection_set)]);
+    (checked, checker.work)
 }
 
 #[derive(Clone, Copy)]
