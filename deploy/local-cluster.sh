@@ -13,7 +13,8 @@
 #
 # Settings (environment): CLUSTER_DIR (/tmp/conduit-cluster), CONDUIT_BIN (target/release/conduit,
 # built when missing), PRIMARY_PORT (55432), REPLICA_PORT (55433), REDIS_PORT (56379),
-# INSTANCE_PORTS ("18081 18082"), NGINX_PORT (18080), CONDUIT_REPLICA_MAX_LAG_MS (1000).
+# INSTANCE_PORTS ("18081 18082"; each instance's admin listener, /metrics and the detailed probes,
+# is 1000 ports above), NGINX_PORT (18080), CONDUIT_REPLICA_MAX_LAG_MS (1000).
 # PostgreSQL runs as the `postgres` system user when started as root (initdb refuses root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,7 +97,8 @@ start_redis() {
 start_instance() { # index port
   instance_up "$2" && return 0
   DATABASE_URL="$PRIMARY_URL" DATABASE_REPLICA_URLS="$REPLICA_URL" REDIS_URL="$REDIS_URL" \
-    CONDUIT_LISTEN="127.0.0.1:$2" CONDUIT_LOG="${CONDUIT_LOG:-warn}" CONDUIT_LOG_FORMAT=json \
+    CONDUIT_LISTEN="127.0.0.1:$2" CONDUIT_METRICS_LISTEN="127.0.0.1:$(($2 + 1000))" \
+    CONDUIT_LOG="${CONDUIT_LOG:-warn}" CONDUIT_LOG_FORMAT=json \
     CONDUIT_JWT_SECRET="${CONDUIT_JWT_SECRET:-local-cluster-secret-0123456789abcdef}" \
     CONDUIT_REDIS_PREFIX="conduit-cluster:" \
     CONDUIT_REPLICA_MAX_LAG_MS="${CONDUIT_REPLICA_MAX_LAG_MS:-1000}" \

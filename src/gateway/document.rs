@@ -323,8 +323,14 @@ mod tests {
         (1..=12usize, 1..=4usize)
             .prop_flat_map(|(fragments, operations)| {
                 (
-                    proptest::collection::vec(proptest::collection::vec(item(fragments), 1..6), operations),
-                    proptest::collection::vec(proptest::collection::vec(item(fragments), 1..6), fragments),
+                    proptest::collection::vec(
+                        proptest::collection::vec(item(fragments), 1..6),
+                        operations,
+                    ),
+                    proptest::collection::vec(
+                        proptest::collection::vec(item(fragments), 1..6),
+                        fragments,
+                    ),
                     0..operations,
                 )
             })
@@ -342,7 +348,11 @@ mod tests {
                         }
                     }
                 }
-                Generated { operations, fragments, selected }
+                Generated {
+                    operations,
+                    fragments,
+                    selected,
+                }
             })
     }
 
@@ -399,7 +409,9 @@ mod tests {
                 Selection::FragmentSpread(spread) => document
                     .fragments
                     .get(&spread.node.fragment_name.node)
-                    .map_or(0, |fragment| expanded(document, &fragment.node.selection_set.node, cap)),
+                    .map_or(0, |fragment| {
+                        expanded(document, &fragment.node.selection_set.node, cap)
+                    }),
             };
             if count > cap {
                 return count;

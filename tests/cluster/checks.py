@@ -19,6 +19,13 @@ import uuid
 PRIMARY = os.environ["PRIMARY"]
 REPLICA = os.environ["REPLICA"]
 INSTANCES = os.environ["INSTANCES"].split()
+
+
+def admin(instance):
+    """The admin listener (metrics, detailed probes) of `instance`: deploy/local-cluster.sh puts
+    it 1000 ports above the public one."""
+    host, port = instance.rsplit(":", 1)
+    return f"{host}:{int(port) + 1000}"
 GRAPHQL = os.environ["GRAPHQL"]
 REPLICA_DIR = os.environ["REPLICA_DIR"]
 PG_CTL = os.environ["PG_CTL"]
@@ -118,7 +125,7 @@ def reads_reach_the_replica():
     on_primary = int(sql(PRIMARY, counted))
     assert on_replica >= 40, f"article reads on the replica: {on_replica} (primary: {on_primary})"
     assert on_primary < on_replica, f"primary {on_primary}, replica {on_replica}"
-    with urllib.request.urlopen(INSTANCES[0] + "/health/ready", timeout=5) as response:
+    with urllib.request.urlopen(admin(INSTANCES[0]) + "/health/ready", timeout=5) as response:
         replicas = json.load(response)["checks"]["replicas"]
     assert len(replicas) == 1 and replicas[0]["up"], replicas
     print(f"cluster: 40 queries through nginx: {on_replica} article statements on the replica, {on_primary} on the primary")
