@@ -252,6 +252,7 @@ impl App {
             replicas,
             max_response_bytes: usize::try_from(config.http.max_response_bytes)
                 .unwrap_or(usize::MAX),
+            compiled_reads: config.server.compiled_reads,
         };
         let listener = TcpListener::bind(config.server.listen).await?;
         let metrics_listener = match config.server.metrics_listen {

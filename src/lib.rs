@@ -9,6 +9,8 @@ pub mod cache;
 pub mod changes;
 /// Comments on articles.
 pub mod comments;
+/// Compiled reads: queries served from their plan, without the executor.
+pub mod compiled;
 pub mod config;
 pub mod connections;
 pub mod db;

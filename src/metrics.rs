@@ -248,6 +248,11 @@ impl Metrics {
             "Subscriptions and real-time connections the server ended, by reason (slow_consumer, unauthenticated, rate_limited, shutdown).",
         );
         counter(
+            "conduit_graphql_executions_total",
+            Unit::Count,
+            "Operations executed (not answered from the cache), by path: compiled (from the plan) or executor.",
+        );
+        counter(
             "conduit_http_connections_refused_total",
             Unit::Count,
             "Connections refused by a cap, by cap (per_client, total).",
@@ -520,6 +525,15 @@ impl Metrics {
                 &METADATA,
             )
             .increment(delta);
+    }
+
+    /// One operation executed on `path` (`compiled` or `executor`).
+    pub fn execution(&self, path: &'static str) {
+        self.counter(
+            "conduit_graphql_executions_total",
+            vec![Label::new("path", path)],
+        )
+        .increment(1);
     }
 
     /// One connection more (or, with a negative `delta`, fewer).

@@ -1,5 +1,6 @@
 //! Articles: writing, editing, deleting, favoriting, listing with filters, the personal feed.
 
+pub mod compiled;
 pub mod loaders;
 pub mod mutation;
 pub mod query;

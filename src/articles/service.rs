@@ -424,6 +424,24 @@ pub async fn find_by_slug_with(
         .transpose()?)
 }
 
+/// The articles with these ids with `extras`, in one statement (any order).
+pub async fn find_by_ids_with(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+    extras: ArticleExtras,
+) -> AppResult<Vec<ArticleRow>> {
+    let mut query = articles(extras.without_body)
+        .filter(article::Column::Id.is_in(ids.iter().copied()))
+        .into_query();
+    let backend = db.get_database_backend();
+    add_extras(&mut query, backend, extras);
+    db.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| Ok(ArticleRow::read(row, extras, 0)?))
+        .collect()
+}
+
 /// The articles with these ids.
 pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Vec<article::Model>> {
     Ok(article::Entity::find()

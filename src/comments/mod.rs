@@ -1,5 +1,6 @@
 //! Comments on articles.
 
+pub mod compiled;
 pub mod loaders;
 pub mod mutation;
 pub mod service;

@@ -75,6 +75,52 @@ pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Ve
         .await?)
 }
 
+/// The comments with these ids with `extras`, in one statement (any order).
+pub async fn find_by_ids_with(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+    extras: CommentExtras,
+) -> AppResult<Vec<CommentRow>> {
+    let mut query = comment::Entity::find()
+        .select_only()
+        .columns(COMMENT_COLUMNS)
+        .filter(comment::Column::Id.is_in(ids.iter().copied()))
+        .into_query();
+    if let Some(author) = extras.author {
+        users::service::join_profile(
+            &mut query,
+            (comment::Entity, comment::Column::AuthorId),
+            AUTHOR,
+            author,
+        );
+    }
+    db.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| Ok(comment_row(row, extras)?))
+        .collect()
+}
+
+/// A comment read by position: its columns in the entity's order, then the author's.
+fn comment_row(
+    row: &sea_orm::QueryResult,
+    extras: CommentExtras,
+) -> Result<CommentRow, sea_orm::DbErr> {
+    let comment = comment::Model {
+        id: row.try_get_by_index(0)?,
+        body: row.try_get_by_index(1)?,
+        article_id: row.try_get_by_index(2)?,
+        author_id: row.try_get_by_index(3)?,
+        created_at: row.try_get_by_index(4)?,
+        updated_at: row.try_get_by_index(5)?,
+    };
+    let author = match extras.author {
+        Some(author) => Some(users::service::profile_at(row, &mut 6, author)?),
+        None => None,
+    };
+    Ok(CommentRow { comment, author })
+}
+
 /// The cursor of a comment in an oldest-first list.
 pub fn cursor_of(comment: &comment::Model) -> Cursor {
     Cursor::Keyset(Keyset::new(comment.created_at, comment.id))
@@ -198,22 +244,8 @@ pub async fn pages_by_article(
     };
     let mut rows: HashMap<i64, Vec<CommentRow>> = HashMap::new();
     for row in db.query_all(&statement).await? {
-        // By position: the comment's columns in the entity's order, then the author's.
-        let comment = comment::Model {
-            id: row.try_get_by_index(0)?,
-            body: row.try_get_by_index(1)?,
-            article_id: row.try_get_by_index(2)?,
-            author_id: row.try_get_by_index(3)?,
-            created_at: row.try_get_by_index(4)?,
-            updated_at: row.try_get_by_index(5)?,
-        };
-        let author = match extras.author {
-            Some(author) => Some(users::service::profile_at(&row, &mut 6, author)?),
-            None => None,
-        };
-        rows.entry(comment.article_id)
-            .or_default()
-            .push(CommentRow { comment, author });
+        let row = comment_row(&row, extras)?;
+        rows.entry(row.comment.article_id).or_default().push(row);
     }
     Ok(pagination::pages_by_parent(rows, args, |row| {
         cursor_of(&row.comment)

@@ -154,6 +154,12 @@ pub struct ServerSettings {
     #[arg(long, env = "CONDUIT_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub introspection: bool,
 
+    /// Compiled reads (`true` or `false`): queries whose fields the areas declare run from their
+    /// plan, without the executor; `false` runs every query through the executor (for
+    /// comparison, or as an escape hatch).
+    #[arg(long, env = "CONDUIT_COMPILED_READS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compiled_reads: bool,
+
     /// After SIGTERM, how long to keep serving (readiness answers 503 meanwhile, so load
     /// balancers stop sending), in seconds.
     #[arg(long, env = "CONDUIT_SHUTDOWN_GRACE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]

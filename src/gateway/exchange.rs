@@ -81,6 +81,8 @@ pub struct Prepared {
     pub hint: super::schema_info::Hint,
     /// A persisted query to register once admitted: (hash, document).
     pub register: Option<(String, String)>,
+    /// Its compiled form, when every field it selects compiles (queries only).
+    pub compiled: Option<Arc<crate::compiled::Program>>,
 }
 
 /// Where one operation stands.

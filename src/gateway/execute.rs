@@ -37,6 +37,10 @@ pub struct Outcome {
     pub storable: bool,
     /// Whether a root field answered something other than null (something ran to the end).
     pub produced: bool,
+    /// The cache tags it read, sorted, when it ran to be stored (empty otherwise).
+    pub tags: Vec<String>,
+    /// Whether it ran compiled (see [`crate::compiled`]) rather than through the executor.
+    pub compiled: bool,
 }
 
 impl Outcome {
@@ -51,6 +55,8 @@ impl Outcome {
             status: CacheStatus::Hit,
             storable: false,
             produced: true,
+            tags: Vec::new(),
+            compiled: false,
         }
     }
 
@@ -67,6 +73,8 @@ impl Outcome {
             status: CacheStatus::Bypass,
             storable: false,
             produced: false,
+            tags: Vec::new(),
+            compiled: false,
         }
     }
 }
@@ -187,6 +195,9 @@ impl Gateway {
                     .execute_once(prepared, caller, requested, Some(record.clone()), meter)
                     .await;
                 let fits = outcome.data.len() <= self.max_response_bytes;
+                let mut tags = record.0.take_reads();
+                tags.sort_unstable();
+                outcome.tags = tags;
                 if let (Some(generation), Some(policy), true, true) =
                     (generation, outcome.policy, outcome.storable, fits)
                 {
@@ -198,7 +209,7 @@ impl Gateway {
                     outcome.etag = Some(Arc::clone(&response.etag));
                     self.metrics.cache_stored(response.data.len());
                     cache
-                        .store(key, viewer, generation, response, record.0.take_reads())
+                        .store(key, viewer, generation, response, outcome.tags.clone())
                         .await;
                 }
                 outcome
@@ -254,6 +265,52 @@ impl Gateway {
         )
     }
 
+    /// The outcome of a compiled run: what the executor would have recorded, recorded.
+    async fn compiled_outcome(
+        &self,
+        prepared: &Prepared,
+        recorder: &Recorder,
+        route: Option<&crate::replicas::Route>,
+        ran: crate::compiled::Ran,
+        requested: u64,
+    ) -> Outcome {
+        let record: &Record = &recorder.0;
+        for tag in ran.tags {
+            record.read(tag);
+        }
+        if ran.private {
+            record.mark_private();
+        }
+        let storable = match (&self.replicas, route) {
+            (Some(replicas), Some(route)) if record.reads.is_some() => {
+                replicas.storable(route).await
+            }
+            _ => true,
+        };
+        let policy = CachePolicy::decide(
+            prepared.hint.max_age,
+            prepared.hint.public,
+            record.is_private(),
+        );
+        let actual = ran
+            .cost
+            .min(requested)
+            .saturating_add(cost::byte_cost(ran.data.len()));
+        Outcome {
+            data: Bytes::from(ran.data),
+            request_error: false,
+            errors: Arc::default(),
+            policy,
+            etag: None,
+            actual,
+            status: CacheStatus::Miss,
+            storable,
+            produced: ran.produced,
+            tags: Vec::new(),
+            compiled: true,
+        }
+    }
+
     /// Executes `prepared` with this request's data; after a mutation, invalidates what it
     /// changed (to the end, even if the client goes away).
     async fn execute_once(
@@ -273,6 +330,27 @@ impl Gateway {
             _ => None,
         };
         let db = route.as_ref().map_or(&self.db, |route| &route.db);
+        // Compiled when it compiles; a sampled trace runs through the executor, so that it shows
+        // each resolver.
+        if let Some(program) = prepared
+            .compiled
+            .as_ref()
+            .filter(|_| !crate::telemetry::sampled())
+        {
+            let viewer = caller.viewer.user_id();
+            match crate::compiled::run(program, db, viewer, meter.remaining()).await {
+                Ok(ran) => {
+                    self.metrics.execution("compiled");
+                    return self
+                        .compiled_outcome(prepared, &recorder, route.as_ref(), ran, requested)
+                        .await;
+                }
+                Err(fallback) => {
+                    tracing::debug!(reason = %fallback, "the query runs through the executor");
+                }
+            }
+        }
+        self.metrics.execution("executor");
         let (request, batches) = self.request_for(prepared, caller, db, meter);
         let request = request.data(recorder.clone());
         let (mut response, connection_lost) =
@@ -376,6 +454,8 @@ impl Gateway {
             status: CacheStatus::Miss,
             storable,
             produced,
+            tags: Vec::new(),
+            compiled: false,
         }
     }
 }

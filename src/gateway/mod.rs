@@ -97,4 +97,6 @@ pub struct Gateway {
     pub replicas: Option<Arc<crate::replicas::Replicas>>,
     /// The most bytes one response carries (the data of every operation of a batch).
     pub max_response_bytes: usize,
+    /// Whether queries whose fields compile run compiled (see [`crate::compiled`]).
+    pub compiled_reads: bool,
 }

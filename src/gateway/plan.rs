@@ -431,6 +431,13 @@ impl Plan<'_> {
         }
     }
 
+    /// The fields of the plan as compiled reads take them: each field with its arguments'
+    /// values resolved with `variables` (an argument whose variable was not given is left out,
+    /// as execution leaves it out).
+    pub fn selected(&self, variables: &Variables) -> Vec<crate::graphql::compiled::Selected> {
+        selected_fields(&self.fields, variables)
+    }
+
     fn operation_position(&self) -> Pos {
         self.operation.selection_set.pos
     }
@@ -447,6 +454,46 @@ impl Plan<'_> {
         print_fields(&self.fields, variables, &mut out);
         out
     }
+}
+
+fn selected_fields(
+    fields: &[PlannedField<'_>],
+    variables: &Variables,
+) -> Vec<crate::graphql::compiled::Selected> {
+    fields
+        .iter()
+        .map(|planned| {
+            let arguments = planned
+                .field
+                .node
+                .arguments
+                .iter()
+                .filter_map(|(name, value)| {
+                    let value = value
+                        .node
+                        .clone()
+                        .into_const_with(|variable| variables.get(&variable).cloned().ok_or(()))
+                        .ok()?;
+                    Some((name.node.to_string(), value))
+                })
+                .collect();
+            crate::graphql::compiled::Selected {
+                key: planned.key.to_owned(),
+                name: planned.name().to_owned(),
+                arguments,
+                branches: planned
+                    .branches
+                    .iter()
+                    .map(|branch| {
+                        (
+                            branch.on.to_owned(),
+                            selected_fields(&branch.fields, variables),
+                        )
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 fn rewrite_fields(fields: &[PlannedField<'_>]) -> Vec<Positioned<Selection>> {
@@ -508,6 +555,29 @@ fn rewrite_fields(fields: &[PlannedField<'_>]) -> Vec<Positioned<Selection>> {
             )
         })
         .collect()
+}
+
+/// Every variable `document` uses, in its operations and fragments: in field arguments and in
+/// directives (on any field, `__typename` included).
+pub fn variables_used(document: &ExecutableDocument) -> HashSet<&str> {
+    let mut used = HashSet::new();
+    for (_, operation) in document.operations.iter() {
+        for directive in &operation.node.directives {
+            for (_, value) in &directive.node.arguments {
+                variables_in(&value.node, &mut used);
+            }
+        }
+        variables_in_set(&operation.node.selection_set.node, &mut used);
+    }
+    for fragment in document.fragments.values() {
+        for directive in &fragment.node.directives {
+            for (_, value) in &directive.node.arguments {
+                variables_in(&value.node, &mut used);
+            }
+        }
+        variables_in_set(&fragment.node.selection_set.node, &mut used);
+    }
+    used
 }
 
 fn variables_in_set<'a>(set: &'a SelectionSet, used: &mut HashSet<&'a str>) {

@@ -200,6 +200,7 @@ impl Gateway {
                 cache_key: planned.cache_key.clone(),
                 hint: planned.hint,
                 register,
+                compiled: planned.compiled.clone(),
             })),
         })
     }
@@ -409,6 +410,11 @@ impl Gateway {
         let cache_key = (plan.operation.ty == OperationType::Query && measures.hint.max_age > 0)
             .then(|| CacheKey::of(&plan.canonical(&variables)));
         let rewritten = plan.needs_rewrite().then(|| plan.rewrite());
+        // Compiled once per document and variables, when every field compiles.
+        let compiled = (self.compiled_reads && plan.operation.ty == OperationType::Query)
+            .then(|| crate::compiled::compile(&plan.selected(&variables)).ok())
+            .flatten()
+            .map(Arc::new);
         drop(plan);
         let weight = weight_of(
             rewritten
@@ -424,23 +430,49 @@ impl Gateway {
             document: rewritten.map_or_else(|| Arc::clone(document), Arc::new),
             variables,
             weight,
+            compiled,
         })
     }
 
-    /// The validation errors of `document` (none when it is valid).
+    /// The validation errors of `document` (none when it is valid), in the order of their
+    /// locations in the document (async-graphql's rules report some in hash order).
+    ///
+    /// async-graphql's *NoUnusedVariables* does not see a variable used only in a directive on
+    /// `__typename`; such a variable is used, and its error is dropped.
     async fn validate(
         &self,
         document: async_graphql::parser::types::ExecutableDocument,
         variables: &Variables,
         operation_name: Option<&str>,
     ) -> Vec<ServerError> {
+        let used: std::collections::HashSet<String> = plan::variables_used(&document)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let mut request = async_graphql::Request::new(String::new()).variables(variables.clone());
         if let Some(name) = operation_name {
             request = request.operation_name(name);
         }
         request.set_parsed_query(document);
-        self.validator.execute(request).await.errors
+        let mut errors = self.validator.execute(request).await.errors;
+        errors.retain(|error| {
+            !unused_variable(&error.message).is_some_and(|name| used.contains(name))
+        });
+        errors.sort_by(|a, b| {
+            let at =
+                |error: &ServerError| error.locations.first().map(|pos| (pos.line, pos.column));
+            at(a).cmp(&at(b)).then_with(|| a.message.cmp(&b.message))
+        });
+        errors
     }
+}
+
+/// The variable named by async-graphql's "Variable \"$name\" is not used by operation ..."
+fn unused_variable(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("Variable \"$")?;
+    let (name, rest) = rest.split_once('"')?;
+    rest.starts_with(" is not used by operation")
+        .then_some(name)
 }
 
 /// What a remembered plan holds beyond a rewritten document: the variables, the cache key, the
@@ -464,4 +496,6 @@ pub struct Planned {
     variables: Variables,
     /// Bytes it holds, for the cache.
     weight: u32,
+    /// Its compiled form, when it compiles.
+    compiled: Option<Arc<crate::compiled::Program>>,
 }

@@ -8,6 +8,7 @@ use async_graphql::indexmap::IndexMap;
 use async_graphql::{Name, Value};
 
 use super::plan::{Branch, Plan, PlannedField};
+use crate::graphql::compiled::choose_branch;
 
 /// The JSON of `data`, each object's entries in the plan's order.
 pub fn data_json(plan: &Plan<'_>, data: &Value) -> Vec<u8> {
@@ -72,20 +73,12 @@ fn write_field(field: &PlannedField<'_>, value: &Value, out: &mut Vec<u8>) {
 /// The branch an object was resolved with: the one whose fields it has (the only one, for an
 /// object type).
 fn branch_of<'p, 'a>(branches: &'p [Branch<'a>], object: &IndexMap<Name, Value>) -> &'p Branch<'a> {
-    if let [only] = branches {
-        return only;
-    }
-    branches
-        .iter()
-        .max_by_key(|branch| {
-            let matching = branch
-                .fields
-                .iter()
-                .filter(|field| object.contains_key(field.key))
-                .count();
-            (matching, usize::MAX - branch.fields.len())
-        })
-        .unwrap_or(&branches[0])
+    let chosen = choose_branch(
+        branches,
+        |branch| branch.fields.iter().map(|field| field.key),
+        |key| object.contains_key(key),
+    );
+    &branches[chosen]
 }
 
 fn write_key(key: &str, out: &mut Vec<u8>) {

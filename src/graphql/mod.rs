@@ -1,6 +1,7 @@
 //! The GraphQL kit the areas build on: connections and cursors, scalars, global ids, context access.
 
 pub mod cache_tags;
+pub mod compiled;
 pub mod connection;
 pub mod context;
 pub mod id;

@@ -47,6 +47,12 @@ impl ResponseMeter {
         Ok(())
     }
 
+    /// The bytes the running operation's data may still take.
+    pub fn remaining(&self) -> usize {
+        self.maximum
+            .saturating_sub(self.sent.load(Ordering::Relaxed))
+    }
+
     /// The running operation's text bytes resolved so far (its answer carries at least these).
     pub fn resolving(&self) -> usize {
         self.resolving.load(Ordering::Relaxed)

@@ -1,5 +1,6 @@
 //! Users and profiles: registration, login, the viewer's settings, follows.
 
+pub mod compiled;
 pub mod loaders;
 pub mod mutation;
 pub mod query;

@@ -161,6 +161,25 @@ pub async fn profile_by_username_with(
         .transpose()?)
 }
 
+/// The users with these ids with `extras`, in one statement (any order).
+pub async fn profiles_by_ids_with(
+    db: &impl ConnectionTrait,
+    ids: &[i64],
+    extras: ProfileExtras,
+) -> AppResult<Vec<ProfileRow>> {
+    let table = Alias::new("profile");
+    let mut query = Query::select();
+    query
+        .from_as(user::Entity, table.clone())
+        .and_where(Expr::col((table.clone(), user::Column::Id)).is_in(ids.iter().copied()));
+    select_profile(&mut query, table, "", extras);
+    db.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| Ok(profile_at(row, &mut 0, extras)?))
+        .collect()
+}
+
 /// The profile [`join_profile`] (or [`profile_by_username_with`]) selected into `row`, read by
 /// position from column `at` on (moved past it): positions spare a name lookup per column and
 /// row, which hot pages of many rows feel.

@@ -279,6 +279,7 @@ async fn the_requested_cost_covers_everything_that_executes() {
         execution_timeout: std::time::Duration::from_secs(30),
         replicas: None,
         max_response_bytes: 4 * 1024 * 1024,
+        compiled_reads: false,
     };
     let transport = Transport {
         mutations: false,

@@ -5,6 +5,7 @@ mod abuse;
 mod articles;
 mod cache;
 mod comments;
+mod compiled_reads;
 mod concurrency;
 mod cost_property;
 mod hardening;
