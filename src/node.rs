@@ -138,11 +138,17 @@ pub mod compiled {
             let id = field
                 .string("id")?
                 .ok_or(Fallback::Unsupported("a missing id"))?;
-            // A key that holds an object or a list on two types: left to the executor.
-            let mut composite = HashSet::new();
+            // A key that holds an object or a list on two types with two different selections:
+            // left to the executor (the same selection costs the same on the same value).
+            let mut composite = std::collections::HashMap::new();
             for (_, fields) in &field.branches {
                 for selected in fields {
-                    if !selected.branches.is_empty() && !composite.insert(selected.key.as_str()) {
+                    if selected.branches.is_empty() {
+                        continue;
+                    }
+                    if let Some(seen) = composite.insert(selected.key.as_str(), selected)
+                        && seen != selected
+                    {
                         return Err(Fallback::Unsupported("an interface's shared composite key"));
                     }
                 }

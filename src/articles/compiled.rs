@@ -207,7 +207,7 @@ impl ArticleSelection {
                     )?;
                     let fetch = CommentFetch::of(connection.nodes());
                     ArticleField::Comments(Box::new(CommentsField {
-                        id: ids.next(),
+                        id: ids.allocate(),
                         args,
                         connection,
                         fetch,

@@ -90,7 +90,7 @@ impl CommentSelection {
                 }
                 "article" => CommentField::Article(Box::new(CommentArticleField {
                     selection: ArticleSelection::compile(field.object("Article")?, ids)?,
-                    id: ids.next(),
+                    id: ids.allocate(),
                 })),
                 _ => return Err(Fallback::Unsupported("a field of Comment")),
             };

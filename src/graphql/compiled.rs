@@ -161,7 +161,7 @@ pub struct FieldIds(usize);
 
 impl FieldIds {
     /// The next id.
-    pub fn next(&mut self) -> FieldId {
+    pub fn allocate(&mut self) -> FieldId {
         self.0 += 1;
         self.0
     }

@@ -71,7 +71,7 @@ impl UserArticlesField {
         )?;
         let fetch = ArticleFetch::of(connection.nodes());
         Ok(Self {
-            id: ids.next(),
+            id: ids.allocate(),
             list,
             args,
             connection,
