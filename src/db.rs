@@ -117,6 +117,9 @@ pub fn effective_url(url: &str) -> String {
     }
 }
 
+/// How long a pooled connection may sit idle before it is pinged when handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// The pool settings every connection shares.
 fn options(url: &str, max_connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(effective_url(url));
@@ -126,6 +129,10 @@ fn options(url: &str, max_connections: u32) -> ConnectOptions {
         .connect_timeout(Duration::from_secs(2))
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(Duration::from_secs(300))
+        // A connection used within the last second is not pinged again before its next statement
+        // (the ping would be a round trip per statement); one idle for longer is. A statement
+        // whose connection broke meanwhile is a read retried once, or a mutation answered 503.
+        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|opts| {
             opts.create_if_missing(true)

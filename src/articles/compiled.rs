@@ -69,6 +69,8 @@ pub struct ArticleFetch {
     pub tags: bool,
     /// `body` is selected.
     pub body: bool,
+    /// `description` is selected.
+    pub description: bool,
 }
 
 impl ArticleFetch {
@@ -80,6 +82,7 @@ impl ArticleFetch {
             favorited_by: viewer.filter(|_| self.favorited),
             tags: self.tags,
             without_body: !self.body,
+            without_description: !self.description,
         }
     }
 
@@ -96,6 +99,7 @@ impl ArticleFetch {
                 favorited: fetch.favorited || other.favorited,
                 tags: fetch.tags || other.tags,
                 body: fetch.body || other.body,
+                description: fetch.description || other.description,
             }
         })
     }
@@ -168,7 +172,10 @@ impl ArticleSelection {
                 "id" => ArticleField::Id,
                 "slug" => ArticleField::Slug,
                 "title" => ArticleField::Title,
-                "description" => ArticleField::Description,
+                "description" => {
+                    fetch.description = true;
+                    ArticleField::Description
+                }
                 "body" => {
                     fetch.body = true;
                     ArticleField::Body

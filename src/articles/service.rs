@@ -31,6 +31,9 @@ pub struct ArticleExtras {
     pub tags: bool,
     /// Leave the body out (an empty string): nothing reads it.
     pub without_body: bool,
+    /// Leave the description out (an empty string): nothing reads it. Only for rows that no
+    /// other reader shares (compiled reads; the executor's loaders share what they are fed).
+    pub without_description: bool,
 }
 
 /// An article fetched with what [`ArticleExtras`] asked for.
@@ -93,16 +96,21 @@ fn add_extras(query: &mut SelectStatement, backend: sea_orm::DbBackend, extras: 
 /// The columns of an article, in the order of its model.
 const ARTICLE_COLUMNS: usize = 8;
 
-/// `articles` with the columns of its model in their order, the body left out (as an empty
-/// string) when `without_body`: a page that does not show bodies does not carry them.
-fn articles(without_body: bool) -> Select<article::Entity> {
+/// `articles` with the columns of its model in their order, the body and the description left
+/// out (as empty strings) when `extras` says nothing reads them: a page that does not show
+/// bodies does not carry them.
+fn articles(extras: ArticleExtras) -> Select<article::Entity> {
     let select = article::Entity::find().select_only().columns([
         article::Column::Id,
         article::Column::Slug,
         article::Column::Title,
-        article::Column::Description,
     ]);
-    let select = if without_body {
+    let select = if extras.without_description {
+        select.expr_as(Expr::val(""), "description")
+    } else {
+        select.column(article::Column::Description)
+    };
+    let select = if extras.without_body {
         select.expr_as(Expr::val(""), "body")
     } else {
         select.column(article::Column::Body)
@@ -413,7 +421,7 @@ pub async fn find_by_slug_with(
     slug: &str,
     extras: ArticleExtras,
 ) -> AppResult<Option<ArticleRow>> {
-    let mut query = articles(extras.without_body)
+    let mut query = articles(extras)
         .filter(article::Column::Slug.eq(slug))
         .into_query();
     let backend = db.get_database_backend();
@@ -430,7 +438,7 @@ pub async fn find_by_ids_with(
     ids: &[i64],
     extras: ArticleExtras,
 ) -> AppResult<Vec<ArticleRow>> {
-    let mut query = articles(extras.without_body)
+    let mut query = articles(extras)
         .filter(article::Column::Id.is_in(ids.iter().copied()))
         .into_query();
     let backend = db.get_database_backend();
@@ -450,8 +458,8 @@ pub async fn find_by_ids(db: &impl ConnectionTrait, ids: &[i64]) -> AppResult<Ve
         .await?)
 }
 
-fn filtered(filter: &ArticleFilter, without_body: bool) -> Select<article::Entity> {
-    let mut select = articles(without_body);
+fn filtered(filter: &ArticleFilter, extras: ArticleExtras) -> Select<article::Entity> {
+    let mut select = articles(extras);
     if let Some(tag) = &filter.tag {
         select = select.filter(tags::service::is_tagged(
             (article::Entity, article::Column::Id),
@@ -490,7 +498,7 @@ pub async fn list(
     extras: ArticleExtras,
 ) -> AppResult<Page<ArticleRow>> {
     let mut query = pagination::keyset_page(
-        filtered(filter, extras.without_body),
+        filtered(filter, extras),
         article::Column::CreatedAt,
         article::Column::Id,
         args,
@@ -515,7 +523,12 @@ pub async fn list(
 
 /// How many articles match `filter`.
 pub async fn count(db: &impl ConnectionTrait, filter: &ArticleFilter) -> AppResult<i64> {
-    Ok(filtered(filter, true).count(db).await? as i64)
+    let nothing = ArticleExtras {
+        without_body: true,
+        without_description: true,
+        ..ArticleExtras::default()
+    };
+    Ok(filtered(filter, nothing).count(db).await? as i64)
 }
 
 /// The name of the column that holds the owning user in [`user_pages`].
@@ -531,13 +544,13 @@ pub async fn user_pages(
 ) -> AppResult<HashMap<i64, Page<ArticleRow>>> {
     let (mut select, partition) = match list {
         UserList::Written => (
-            articles(extras.without_body)
+            articles(extras)
                 .column_as(article::Column::AuthorId, OWNER)
                 .filter(article::Column::AuthorId.is_in(user_ids.iter().copied())),
             (article::Entity, article::Column::AuthorId).into_column_ref(),
         ),
         UserList::Favorited => (
-            articles(extras.without_body)
+            articles(extras)
                 .column_as(favorite::Column::UserId, OWNER)
                 .join(JoinType::InnerJoin, favorite::Relation::Article.def().rev())
                 .filter(favorite::Column::UserId.is_in(user_ids.iter().copied())),

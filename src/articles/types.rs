@@ -196,6 +196,8 @@ pub fn article_extras(ctx: &Context<'_>, articles: &[Lookahead<'_>]) -> ArticleE
             .filter(|_| selects(articles, "favorited")),
         tags: selects(articles, "tags") || selects(articles, "tagList"),
         without_body: !selects(articles, "body"),
+        // Loaders share what a page fed them: every other column stays.
+        without_description: false,
     }
 }
 

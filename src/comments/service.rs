@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use entity::{article, comment};
-use sea_orm::sea_query::{Expr, JoinType, Order, Query};
+use sea_orm::sea_query::{Expr, JoinType, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QueryTrait, Set,
@@ -206,9 +206,8 @@ pub async fn pages_by_article(
                     author,
                 );
             }
-            query
-                .order_by((comment::Entity, comment::Column::CreatedAt), Order::Asc)
-                .order_by((comment::Entity, comment::Column::Id), Order::Asc);
+            // Each article's rows come in order from its LATERAL page; they are put in order
+            // below rather than sorted together here.
             query
         }
         // SQLite has no LATERAL: number the rows of each article (a window) and keep the first.
@@ -246,6 +245,9 @@ pub async fn pages_by_article(
     for row in db.query_all(&statement).await? {
         let row = comment_row(&row, extras)?;
         rows.entry(row.comment.article_id).or_default().push(row);
+    }
+    for page in rows.values_mut() {
+        page.sort_by_key(|row| (row.comment.created_at, row.comment.id));
     }
     Ok(pagination::pages_by_parent(rows, args, |row| {
         cursor_of(&row.comment)

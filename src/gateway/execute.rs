@@ -12,6 +12,7 @@ use super::plan::Planner;
 use super::{Caller, Exchange, Gateway, OperationState, Prepared, Transport, cost, serialize};
 use crate::cache::{CachePolicy, CacheStatus, CachedResponse, Record, Recorder};
 use crate::error;
+use crate::graphql::compiled::Fallback;
 use crate::graphql::loading;
 use crate::graphql::response_size::ResponseMeter;
 use crate::schema;
@@ -329,7 +330,10 @@ impl Gateway {
             }
             _ => None,
         };
-        let db = route.as_ref().map_or(&self.db, |route| &route.db);
+        let mut db = route.as_ref().map_or(&self.db, |route| &route.db);
+        let on_replica = route.as_ref().is_some_and(|route| route.on_replica());
+        // Whether the read already ran once more on the primary after a lost connection.
+        let mut retried = false;
         // Compiled when it compiles; a sampled trace runs through the executor, so that it shows
         // each resolver.
         if let Some(program) = prepared
@@ -338,12 +342,28 @@ impl Gateway {
             .filter(|_| !crate::telemetry::sampled())
         {
             let viewer = caller.viewer.user_id();
-            match crate::compiled::run(program, db, viewer, meter.remaining()).await {
+            // Boxed, like the executor below: each path's future is large, and the request's own
+            // future stays small when neither lives in it (one allocation instead of copying
+            // tens of kilobytes at every await).
+            let (ran, connection_lost) = error::noting_lost_connections(Box::pin(
+                crate::compiled::run(program, db, viewer, meter.remaining()),
+            ))
+            .await;
+            match ran {
                 Ok(ran) => {
                     self.metrics.execution("compiled");
                     return self
                         .compiled_outcome(prepared, &recorder, route.as_ref(), ran, requested)
                         .await;
+                }
+                Err(Fallback::Fetch(_)) if on_replica || connection_lost => {
+                    // The executor runs it once more, on the primary (as it would retry itself).
+                    match (&self.replicas, &route) {
+                        (Some(replicas), Some(route)) if on_replica => replicas.failed(route),
+                        _ => self.metrics.read_retried(),
+                    }
+                    db = &self.db;
+                    retried = true;
                 }
                 Err(fallback) => {
                     tracing::debug!(reason = %fallback, "the query runs through the executor");
@@ -353,11 +373,13 @@ impl Gateway {
         self.metrics.execution("executor");
         let (request, batches) = self.request_for(prepared, caller, db, meter);
         let request = request.data(recorder.clone());
-        let (mut response, connection_lost) =
-            error::noting_lost_connections(loading::drive(self.schema.execute(request), batches))
-                .await;
-        let on_replica = route.as_ref().is_some_and(|route| route.on_replica());
+        let (mut response, connection_lost) = error::noting_lost_connections(Box::pin(
+            loading::drive(self.schema.execute(request), batches),
+        ))
+        .await;
+        let on_replica = on_replica && !retried;
         if prepared.operation_type == OperationType::Query
+            && !retried
             && (on_replica || connection_lost)
             && failed_internally(&response)
         {
@@ -369,7 +391,7 @@ impl Gateway {
             }
             let (request, batches) = self.request_for(prepared, caller, &self.db, meter);
             let request = request.data(recorder.clone());
-            response = loading::drive(self.schema.execute(request), batches).await;
+            response = Box::pin(loading::drive(self.schema.execute(request), batches)).await;
         }
         let storable = match (&self.replicas, &route) {
             (Some(replicas), Some(route)) if recorder.0.reads.is_some() => {

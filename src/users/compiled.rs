@@ -22,6 +22,12 @@ pub struct ProfileFetch {
     pub following: bool,
     /// `followersCount` is selected.
     pub followers_count: bool,
+    /// `email` is selected.
+    pub email: bool,
+    /// `bio` is selected.
+    pub bio: bool,
+    /// `image` is selected.
+    pub image: bool,
 }
 
 impl ProfileFetch {
@@ -30,6 +36,9 @@ impl ProfileFetch {
         ProfileExtras {
             following_of: viewer.filter(|_| self.following),
             followers_count: self.followers_count,
+            without_email: !self.email,
+            without_bio: !self.bio,
+            without_image: !self.image,
         }
     }
 
@@ -38,6 +47,9 @@ impl ProfileFetch {
         Self {
             following: self.following || other.following,
             followers_count: self.followers_count || other.followers_count,
+            email: self.email || other.email,
+            bio: self.bio || other.bio,
+            image: self.image || other.image,
         }
     }
 }
@@ -125,9 +137,18 @@ impl UserSelection {
                     "__typename" => UserField::Typename,
                     "id" => UserField::Id,
                     "username" => UserField::Username,
-                    "email" => UserField::Email,
-                    "bio" => UserField::Bio,
-                    "image" => UserField::Image,
+                    "email" => {
+                        fetch.email = true;
+                        UserField::Email
+                    }
+                    "bio" => {
+                        fetch.bio = true;
+                        UserField::Bio
+                    }
+                    "image" => {
+                        fetch.image = true;
+                        UserField::Image
+                    }
                     "following" => {
                         fetch.following = true;
                         UserField::Following

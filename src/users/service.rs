@@ -66,6 +66,13 @@ pub struct ProfileExtras {
     pub following_of: Option<i64>,
     /// Their number of followers.
     pub followers_count: bool,
+    /// Leave the email out (an empty string): nothing reads it. Only for rows that no other
+    /// reader shares (compiled reads; the executor's loaders share what they are fed).
+    pub without_email: bool,
+    /// Leave the bio out (null): nothing reads it (as `without_email`).
+    pub without_bio: bool,
+    /// Leave the image out (null): nothing reads it (as `without_email`).
+    pub without_image: bool,
 }
 
 /// A profile fetched with another area's rows, with what was asked of it.
@@ -101,10 +108,14 @@ pub fn join_profile(
 /// named with `prefix`.
 fn select_profile(query: &mut SelectStatement, table: Alias, prefix: &str, extras: ProfileExtras) {
     for column in PROFILE_COLUMNS {
-        query.expr_as(
-            Expr::col((table.clone(), column)),
-            Alias::new(format!("{prefix}{}", column.as_str())),
-        );
+        let left_out = match column {
+            user::Column::Email if extras.without_email => Some(Expr::val("")),
+            user::Column::Bio if extras.without_bio => Some(Expr::val(None::<String>)),
+            user::Column::Image if extras.without_image => Some(Expr::val(None::<String>)),
+            _ => None,
+        };
+        let value = left_out.unwrap_or_else(|| Expr::col((table.clone(), column)));
+        query.expr_as(value, Alias::new(format!("{prefix}{}", column.as_str())));
     }
     if let Some(viewer) = extras.following_of {
         let follows = Query::select()

@@ -110,6 +110,7 @@ pub fn profile_extras(ctx: &Context<'_>, users: &[Lookahead<'_>]) -> ProfileExtr
     ProfileExtras {
         following_of: ctx.viewer().user_id().filter(|_| selects("following")),
         followers_count: selects("followersCount"),
+        ..ProfileExtras::default()
     }
 }
 
