@@ -24,7 +24,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{Span, field};
@@ -485,6 +484,7 @@ fn route_of(path: &str) -> &'static str {
 /// The HTTP routes with their tower layers.
 pub fn router(state: AppState) -> Router {
     let traced = state.traced;
+    let draining = Arc::clone(&state.draining);
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .layer(
@@ -525,22 +525,13 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CatchPanicLayer::new())
-        // Keep browsers from sniffing, framing or leaking anything; a route may set its own.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(API_CSP),
+        // Keep browsers from sniffing, framing or leaking anything (a route may set its own), and
+        // close connections while draining: one response map rather than a layer per header.
+        .layer(tower::util::MapResponseLayer::new(
+            move |mut response: axum::response::Response| {
+                finish_headers(&draining, &mut response);
+                response
+            },
         ))
         .layer(cors(&state.endpoint.cors_origins))
         .layer(TimeoutLayer::with_status_code(
@@ -582,16 +573,7 @@ pub fn router(state: AppState) -> Router {
     router = router
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
-    let draining = Arc::clone(&state.draining);
-    router
-        .layer(layers)
-        .layer(tower::util::MapResponseLayer::new(
-            move |mut response: axum::response::Response| {
-                close_while_draining(&draining, &mut response);
-                response
-            },
-        ))
-        .with_state(state)
+    router.layer(layers).with_state(state)
 }
 
 /// A method the path does not serve: 405 with the methods it does.
@@ -636,6 +618,23 @@ fn close_while_draining(draining: &AtomicBool, response: &mut axum::response::Re
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+}
+
+/// The headers every response carries unless its route set its own, and the drain marker.
+fn finish_headers(draining: &AtomicBool, response: &mut axum::response::Response) {
+    const SECURITY: [(header::HeaderName, &str); 4] = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, API_CSP),
+    ];
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY {
+        if let header::Entry::Vacant(entry) = headers.entry(name) {
+            entry.insert(HeaderValue::from_static(value));
+        }
+    }
+    close_while_draining(draining, response);
 }
 
 /// The Content-Security-Policy of everything but the playground: an API loads nothing.

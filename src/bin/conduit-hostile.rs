@@ -62,8 +62,9 @@ struct Args {
     #[arg(long, default_value_t = 512)]
     max_rss_mib: u64,
     /// Once the attackers stop, the memory must come back within this of where it started, in
-    /// MiB (the caches may keep what the well-behaved client read: at most their bounds).
-    #[arg(long, default_value_t = 64)]
+    /// MiB: the caches may keep what was read, at most their bounds (64 MiB of responses and
+    /// 16 MiB of documents by default), and the allocator keeps some of what was freed (32 MiB).
+    #[arg(long, default_value_t = 112)]
     rss_margin_mib: u64,
 }
 
@@ -256,8 +257,15 @@ async fn main() -> Result<(), Failure> {
     }
     // What the attackers left behind is dropped: unread answers after the send timeout, slowloris
     // connections after the header timeout, slow subscribers with their connections.
-    tokio::time::sleep(Duration::from_secs(15)).await;
-    let end_rss = rss_mib(args.pid);
+    // The lowest reading over the next 30 s counts: the allocator hands memory back in its own time.
+    let mut end_rss = u64::MAX;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        end_rss = end_rss.min(rss_mib(args.pid));
+        if end_rss <= start_rss + args.rss_margin_mib {
+            break;
+        }
+    }
 
     report(&args, &observed, attacked_for, start_rss, end_rss)
 }
@@ -720,7 +728,7 @@ fn report(
         args.max_p99_ms
     );
     println!(
-        "| server memory | {start_rss} MiB before, at most {max_rss} MiB during, {end_rss} MiB 15 s after | < {} MiB; after within {} MiB of before |",
+        "| server memory | {start_rss} MiB before, at most {max_rss} MiB during, {end_rss} MiB after | < {} MiB; after within {} MiB of before |",
         args.max_rss_mib, args.rss_margin_mib
     );
     println!(
