@@ -44,6 +44,7 @@ use crate::gateway::persisted::PersistedQueries;
 use crate::gateway::schema_info::SchemaInfo;
 use crate::gateway::{Budget, DocumentCache, Gateway};
 use crate::realtime::Realtime;
+use crate::usage::{DeprecationDates, Usage};
 
 /// Bytes of parsed and validated documents kept, so that documents sent again (as clients do)
 /// are not parsed and validated again.
@@ -96,6 +97,7 @@ pub struct App {
     shutdown: ShutdownTimes,
     connections: ConnectionSettings,
     admin_connections: ConnectionSettings,
+    usage_flush: Duration,
 }
 
 impl App {
@@ -124,7 +126,7 @@ impl App {
         let trusted = match &config.persisted.trusted_documents {
             Some(path) => {
                 let documents = PersistedQueries::read_manifest(path)?;
-                tracing::info!(path = %path.display(), documents = documents.len(), "trusted documents only");
+                tracing::info!(path = %path.display(), documents = documents.documents.len(), "trusted documents only");
                 Some(documents)
             }
             None => None,
@@ -226,6 +228,11 @@ impl App {
                 Duration::from_secs(config.cache.max_ttl_secs),
             ))
         });
+        let usage = if config.usage.enabled {
+            Some(Arc::new(Usage::new(db.clone(), &config.usage).await?))
+        } else {
+            None
+        };
         let gateway = Gateway {
             validator: schema::validator(shared, backstop),
             schema: graphql_schema,
@@ -252,6 +259,11 @@ impl App {
             max_response_bytes: usize::try_from(config.http.max_response_bytes)
                 .unwrap_or(usize::MAX),
             compiled_reads: config.server.compiled_reads,
+            usage,
+            deprecation_dates: DeprecationDates::new(
+                &schema::deprecated_since(),
+                &config.usage.sunsets()?,
+            ),
         };
         let listener = TcpListener::bind(config.server.listen).await?;
         let metrics_listener = match config.server.metrics_listen {
@@ -287,6 +299,7 @@ impl App {
                 grace: Duration::from_secs(config.server.shutdown_grace_secs),
                 timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
             },
+            usage_flush: config.usage.flush_interval(),
         })
     }
 
@@ -336,6 +349,10 @@ impl App {
             self.state.db.clone(),
             Arc::clone(&self.state.metrics),
         ));
+        let usage = self.state.gateway.usage.clone();
+        let usage_flusher = usage
+            .clone()
+            .map(|usage| tokio::spawn(usage.flush_every(self.usage_flush)));
         let draining = Arc::clone(&self.state.draining);
         let realtime = Arc::clone(&self.state.realtime);
         let realtime_after = Arc::clone(&realtime);
@@ -376,6 +393,15 @@ impl App {
         // moment to write their close frames (1012) before the process ends.
         realtime_after.closed(Duration::from_secs(2)).await;
         sampler.abort();
+        if let Some(flusher) = usage_flusher {
+            flusher.abort();
+        }
+        // What was aggregated since the last flush is written before the process ends.
+        if let Some(usage) = usage
+            && let Err(err) = usage.flush().await
+        {
+            tracing::warn!(error = %err, "schema usage of the last interval not written");
+        }
         result
     }
 }
@@ -661,6 +687,8 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("x-request-id"),
             HeaderName::from_static("apollographql-client-name"),
             HeaderName::from_static("apollographql-client-version"),
+            HeaderName::from_static("graphql-client-name"),
+            HeaderName::from_static("graphql-client-version"),
         ])
         .expose_headers([
             header::RETRY_AFTER,
@@ -668,6 +696,8 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("ratelimit-limit"),
             HeaderName::from_static("ratelimit-remaining"),
             HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("deprecation"),
+            HeaderName::from_static("sunset"),
         ])
         .max_age(Duration::from_secs(3600))
 }

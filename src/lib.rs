@@ -16,6 +16,8 @@ pub mod connections;
 pub mod db;
 pub mod endpoint;
 pub mod error;
+/// Schema evolution: changes classified and weighed against recorded usage.
+pub mod evolution;
 pub mod gateway;
 pub mod graphql;
 pub mod metrics;
@@ -31,6 +33,7 @@ pub mod state;
 /// Tags of articles.
 pub mod tags;
 pub mod telemetry;
+pub mod usage;
 /// Users, profiles and follows.
 pub mod users;
 pub mod validate;

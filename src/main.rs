@@ -9,8 +9,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{CommandFactory, FromArgMatches};
 use conduit::app::{App, shutdown_signal};
-use conduit::config::{Cli, Command, Config, report};
-use conduit::{db, schema, seed, telemetry};
+use conduit::config::{
+    Cli, Command, Config, OutputFormat, SchemaAction, SchemaCheckArgs, SchemaUsageArgs, report,
+};
+use conduit::{db, evolution, schema, seed, telemetry};
 
 /// The exit status of a configuration that cannot be used.
 const BAD_CONFIGURATION: u8 = 2;
@@ -41,6 +43,10 @@ async fn main() -> ExitCode {
         print!("{}", report::effective(&matches));
         return ExitCode::SUCCESS;
     }
+    if let Command::Schema(_) = command {
+        // Reports only: standard output carries the SDL or the report (JSON for CI), no logs.
+        return run(command, &config).await;
+    }
     let telemetry = match telemetry::init(&config.log, &config.tracing) {
         Ok(telemetry) => telemetry,
         Err(err) => {
@@ -57,10 +63,14 @@ async fn main() -> ExitCode {
 async fn run(command: Command, config: &Config) -> ExitCode {
     match command {
         Command::Config => ExitCode::SUCCESS,
-        Command::Schema => {
-            print!("{}", schema::sdl());
-            ExitCode::SUCCESS
-        }
+        Command::Schema(args) => match args.action {
+            None => {
+                print!("{}", schema::sdl());
+                ExitCode::SUCCESS
+            }
+            Some(SchemaAction::Check(check)) => schema_check(config, &check).await,
+            Some(SchemaAction::Usage(usage)) => schema_usage(config, &usage).await,
+        },
         Command::Migrate => {
             let migrated = async {
                 let db = db::connect(&config.database.url, 1, Default::default()).await?;
@@ -106,6 +116,77 @@ async fn run(command: Command, config: &Config) -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The exit status of `conduit schema check` and `usage` when they cannot answer.
+const CHECK_FAILED: u8 = 2;
+
+/// `conduit schema check`: 0 when no breaking change is used, 1 when one is, 2 on error.
+async fn schema_check(config: &Config, args: &SchemaCheckArgs) -> ExitCode {
+    let report = async {
+        let old = evolution::read_schema(&args.against)?;
+        let new = match &args.schema {
+            Some(path) => evolution::read_schema(path)?,
+            None => schema::sdl(),
+        };
+        let db = db::connect(&config.database.url, 1, Default::default())
+            .await
+            .map_err(evolution::EvolutionError::Database)?;
+        evolution::check(
+            &db,
+            &args.against.display().to_string(),
+            &old,
+            &new,
+            args.days,
+        )
+        .await
+    };
+    match report.await {
+        Ok(report) => {
+            match args.format {
+                OutputFormat::Human => print!("{}", report.human()),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+            }
+            if report.breaking_used() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(err) => {
+            eprintln!("conduit schema check: {err}");
+            ExitCode::from(CHECK_FAILED)
+        }
+    }
+}
+
+/// `conduit schema usage COORDINATE`.
+async fn schema_usage(config: &Config, args: &SchemaUsageArgs) -> ExitCode {
+    let report = async {
+        let db = db::connect(&config.database.url, 1, Default::default())
+            .await
+            .map_err(evolution::EvolutionError::Database)?;
+        evolution::usage(&db, &args.coordinate, args.days).await
+    };
+    match report.await {
+        Ok(report) => {
+            match args.format {
+                OutputFormat::Human => print!("{}", report.human()),
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("conduit schema usage: {err}");
+            ExitCode::from(CHECK_FAILED)
         }
     }
 }

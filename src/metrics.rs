@@ -223,6 +223,11 @@ impl Metrics {
             "Operations that selected a deprecated field.",
         );
         counter(
+            "conduit_deprecated_field_uses_by_client_total",
+            Unit::Count,
+            "Operations that ran a deprecated field, by client name (bounded by CONDUIT_USAGE_MAX_CLIENTS).",
+        );
+        counter(
             "conduit_db_routed_reads_total",
             Unit::Count,
             "Queries read on a replica or on the primary (with replicas configured).",
@@ -499,6 +504,19 @@ impl Metrics {
         self.counter(
             "conduit_deprecated_field_uses_total",
             vec![Label::new("field", field.to_owned())],
+        )
+        .increment(1);
+    }
+
+    /// One operation that ran the deprecated `field` for the client named `client` (a name the
+    /// usage records admitted, so the label's values stay bounded).
+    pub fn deprecated_field_used_by(&self, field: &str, client: &str) {
+        self.counter(
+            "conduit_deprecated_field_uses_by_client_total",
+            vec![
+                Label::new("field", field.to_owned()),
+                Label::new("client", client.to_owned()),
+            ],
         )
         .increment(1);
     }

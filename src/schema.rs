@@ -125,6 +125,12 @@ impl Extension for StopBeforeExecution {
     }
 }
 
+/// When each deprecated field was deprecated (`Type.field`, `YYYY-MM-DD`), as the areas declare
+/// it next to their types; a test keeps every `@deprecated` field of the schema dated.
+pub fn deprecated_since() -> Vec<(&'static str, &'static str)> {
+    crate::articles::types::DEPRECATED_SINCE.to_vec()
+}
+
 /// The cache hints the types and fields declare (`#[graphql(cache_control(..))]`): `Type` and
 /// `Type.field` to (max age in seconds, public). The gateway merges them over the plan of each
 /// operation, so a hint reached through any fragment counts.
@@ -199,4 +205,35 @@ pub fn with_request_data(
     let request = comments::loaders::register(request, &scope);
     let request = tags::loaders::register(request, &scope);
     (request, queue)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `@deprecated` field of the printed schema has a deprecation date.
+    #[test]
+    fn every_deprecated_field_is_dated() {
+        let dated = super::deprecated_since();
+        let sdl = super::sdl();
+        let mut ty = "";
+        let mut found = 0;
+        for line in sdl.lines() {
+            let line = line.trim();
+            if let Some(rest) = line
+                .strip_prefix("type ")
+                .or_else(|| line.strip_prefix("interface "))
+            {
+                ty = rest.split([' ', '{']).next().unwrap_or_default();
+            }
+            if line.contains("@deprecated") && !line.starts_with("directive ") {
+                let field = line.split(['(', ':']).next().unwrap_or_default().trim();
+                let coordinate = format!("{ty}.{field}");
+                assert!(
+                    dated.iter().any(|(name, _)| *name == coordinate),
+                    "{coordinate} is deprecated without a date in DEPRECATED_SINCE"
+                );
+                found += 1;
+            }
+        }
+        assert!(found >= 1, "the schema has deprecated fields");
+    }
 }

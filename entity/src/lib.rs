@@ -5,5 +5,6 @@ pub mod article_tag;
 pub mod comment;
 pub mod favorite;
 pub mod follow;
+pub mod schema_usage;
 pub mod tag;
 pub mod user;

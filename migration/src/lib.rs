@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_schema;
 mod m20261126_000001_token_version;
+mod m20261203_000001_schema_usage;
 
 /// Runs Conduit's migrations in order.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_schema::Migration),
             Box::new(m20261126_000001_token_version::Migration),
+            Box::new(m20261203_000001_schema_usage::Migration),
         ]
     }
 }

@@ -23,6 +23,10 @@ use crate::users;
 use crate::users::loaders::UserById;
 use crate::users::types::User;
 
+/// When this area's deprecated fields were deprecated (`Type.field`, `YYYY-MM-DD`): responses
+/// that run one carry it in the `Deprecation` header.
+pub const DEPRECATED_SINCE: &[(&str, &str)] = &[("Article.tagList", "2026-11-25")];
+
 /// A published article.
 #[derive(Debug, Clone)]
 pub struct Article(pub article::Model);

@@ -29,18 +29,79 @@ pub struct Cli {
 }
 
 /// The sub-commands.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Run the migrations, then serve the API (the default).
     Serve,
     /// Run the pending database migrations and exit.
     Migrate,
-    /// Print the GraphQL schema (SDL) to standard output and exit.
-    Schema,
+    /// Print the GraphQL schema (SDL) to standard output and exit; `check` and `usage` weigh a
+    /// schema change against recorded traffic.
+    Schema(SchemaArgs),
     /// Print the effective configuration, with where each value comes from (secrets redacted).
     Config,
     /// Fill an empty database with deterministic demo data.
     Seed(SeedArgs),
+}
+
+/// `conduit schema`: print the SDL, or one of its sub-commands.
+#[derive(Debug, Clone, Args)]
+pub struct SchemaArgs {
+    /// What to do with the schema (default: print it).
+    #[command(subcommand)]
+    pub action: Option<SchemaAction>,
+}
+
+/// What `conduit schema` does besides printing the SDL.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SchemaAction {
+    /// Classify every change from the released schema (or `--against`) to the served one (or
+    /// `--schema`) as breaking, dangerous or safe, with the clients that used what changed.
+    /// Exit status: 0 when no breaking change is used, 1 when one is, 2 on error.
+    Check(SchemaCheckArgs),
+    /// Who used a schema coordinate (`Article.tagList`, `Query.articles(tag:)`, `Enum.VALUE`):
+    /// clients, versions, operations, counts, last seen.
+    Usage(SchemaUsageArgs),
+}
+
+/// `conduit schema check`.
+#[derive(Debug, Clone, Args)]
+pub struct SchemaCheckArgs {
+    /// The schema to compare against (default: the released baseline).
+    #[arg(long, default_value = "tests/contract/released.graphql")]
+    pub against: PathBuf,
+    /// The proposed schema (default: the one this binary serves).
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// The window of recorded usage, in days.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+    /// `human` or `json`.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
+}
+
+/// `conduit schema usage`.
+#[derive(Debug, Clone, Args)]
+pub struct SchemaUsageArgs {
+    /// The schema coordinate: `Type`, `Type.field`, `Type.field(arg:)`, `Input.field` or
+    /// `Enum.VALUE`.
+    pub coordinate: String,
+    /// The window of recorded usage, in days.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+    /// `human` or `json`.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: OutputFormat,
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// For a person.
+    Human,
+    /// One JSON document, for CI.
+    Json,
 }
 
 /// The sizes of `conduit seed`.
@@ -126,6 +187,36 @@ pub struct Config {
     /// OpenTelemetry traces.
     #[command(flatten)]
     pub tracing: TracingSettings,
+    /// Schema usage by client, and deprecation dates.
+    #[command(flatten)]
+    pub usage: UsageSettings,
+}
+
+/// Schema usage by client, and deprecation dates.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Schema usage")]
+pub struct UsageSettings {
+    /// Record which client used which schema coordinate (`true` or `false`).
+    #[arg(id = "usage", long = "usage", env = "CONDUIT_USAGE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+
+    /// Days of usage kept; older records are deleted.
+    #[arg(long, env = "CONDUIT_USAGE_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub usage_retention_days: u32,
+
+    /// Seconds between two writes of the usage aggregated in memory (a crash loses at most
+    /// this much; a graceful stop loses nothing).
+    #[arg(long, env = "CONDUIT_USAGE_FLUSH_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub usage_flush_secs: u64,
+
+    /// Most distinct clients (name and version) one instance records; others count as `other`.
+    #[arg(long, env = "CONDUIT_USAGE_MAX_CLIENTS", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub usage_max_clients: u32,
+
+    /// Removal dates of deprecated fields (`Article.tagList=2027-06-30`, comma-separated): a
+    /// response that used one carries `Sunset`.
+    #[arg(long, env = "CONDUIT_SUNSET", value_delimiter = ',')]
+    pub sunset: Vec<String>,
 }
 
 /// Listeners and what they serve.
@@ -675,6 +766,38 @@ pub enum ConfigError {
     /// An OTLP endpoint that is not an http(s) URL.
     #[error("OTEL_EXPORTER_OTLP_ENDPOINT: {0} is not an http:// or https:// URL")]
     BadOtlpEndpoint(String),
+    /// A removal date that is not `Type.field=YYYY-MM-DD`.
+    #[error("CONDUIT_SUNSET: {0} is not Type.field=YYYY-MM-DD")]
+    BadSunset(String),
+}
+
+impl UsageSettings {
+    /// The configured removal dates: (`Type.field`, date).
+    pub fn sunsets(&self) -> Result<Vec<(String, chrono::NaiveDate)>, ConfigError> {
+        self.sunset
+            .iter()
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| {
+                let (field, date) = entry
+                    .split_once('=')
+                    .ok_or_else(|| ConfigError::BadSunset(entry.clone()))?;
+                let field = field.trim();
+                let date = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+                    .map_err(|_| ConfigError::BadSunset(entry.clone()))?;
+                match field.split_once('.') {
+                    Some((ty, name)) if !ty.is_empty() && !name.is_empty() => {
+                        Ok((field.to_owned(), date))
+                    }
+                    _ => Err(ConfigError::BadSunset(entry.clone())),
+                }
+            })
+            .collect()
+    }
+
+    /// Seconds between two flushes of the usage aggregated in memory.
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_secs(self.usage_flush_secs)
+    }
 }
 
 impl Config {
@@ -701,6 +824,7 @@ impl Config {
         {
             return Err(ConfigError::UnsupportedDatabase);
         }
+        self.usage.sunsets()?;
         let postgres =
             |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
         let replicas = &self.database.replica_urls;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{Instrument, Span};
 
@@ -31,6 +31,7 @@ use crate::error::code;
 use crate::gateway::{Caller, Exchange, Operation, Rejection, Transport};
 use crate::metrics::{Metrics, OperationSeries};
 use crate::state::AppState;
+use crate::usage::{ClientApp, DeprecationDates};
 use crate::{db, telemetry};
 
 /// Bodies larger than this are compressed (when the client accepts it).
@@ -166,7 +167,7 @@ async fn serve(
         .instrument(telemetry::stage_span("authenticate"))
         .await
     {
-        Ok(caller) => caller,
+        Ok(caller) => caller.with_app(ClientApp::from_headers(&headers)),
         Err(err) => {
             // Nothing runs, so nothing is charged; the address's budget is reported.
             let error = err.to_request_error();
@@ -185,7 +186,11 @@ async fn serve(
                 .settle(exchange, &request_id)
                 .instrument(telemetry::stage_span("settle"))
                 .await;
-            return (respond(settled, &headers, false), operation, false);
+            return (
+                respond(settled, &headers, false, &gateway.deprecation_dates),
+                operation,
+                false,
+            );
         }
     };
     let mut operations = Vec::with_capacity(raw.operations.len());
@@ -223,15 +228,35 @@ async fn serve(
         .iter()
         .all(|answer| answer.errors.is_empty());
     (
-        respond(settled, &headers, method == Method::GET),
+        respond(
+            settled,
+            &headers,
+            method == Method::GET,
+            &gateway.deprecation_dates,
+        ),
         operation,
         ok,
     )
 }
 
-/// Writes the answers, in a `respond` span.
-fn respond(settled: crate::gateway::Settled, headers: &HeaderMap, get: bool) -> Response {
-    telemetry::stage_span("respond").in_scope(|| response::graphql(settled, headers, get))
+/// Writes the answers, in a `respond` span; when a deprecated field ran, with `Deprecation`
+/// (and `Sunset` when its removal date is configured).
+fn respond(
+    settled: crate::gateway::Settled,
+    headers: &HeaderMap,
+    get: bool,
+    dates: &DeprecationDates,
+) -> Response {
+    let deprecation = dates.deprecation(&settled.deprecated);
+    let sunset = dates.sunset(&settled.deprecated);
+    let mut response =
+        telemetry::stage_span("respond").in_scope(|| response::graphql(settled, headers, get));
+    for (name, value) in [("deprecation", deprecation), ("sunset", sunset)] {
+        if let Some(value) = value.and_then(|value| HeaderValue::from_str(&value).ok()) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// Counts a request in flight while it lives.

@@ -33,6 +33,7 @@ use crate::error::code;
 use crate::gateway::{CloseReason, Delivery, Gateway, Subscriber, refusal};
 use crate::realtime::ConnectionSlot;
 use crate::state::AppState;
+use crate::usage::ClientApp;
 
 /// Whether a `POST` asks for an event stream.
 pub fn wants_events(method: &Method, headers: &HeaderMap) -> bool {
@@ -73,7 +74,10 @@ pub async fn serve(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     let subscriber = match state.gateway.subscriber(authorization, address).await {
-        Ok(subscriber) => subscriber,
+        Ok(mut subscriber) => {
+            subscriber.caller.app = ClientApp::from_headers(&headers);
+            subscriber
+        }
         Err(err) => {
             return HttpError::new(
                 StatusCode::UNAUTHORIZED,

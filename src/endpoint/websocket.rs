@@ -38,6 +38,7 @@ use crate::error::code;
 use crate::gateway::{CloseReason, Delivery, Gateway, Subscriber, refusal};
 use crate::realtime::{Cap, ConnectionSlot, Realtime};
 use crate::state::AppState;
+use crate::usage::ClientApp;
 
 /// Close codes this transport uses beyond the protocol's own.
 pub mod close {
@@ -113,6 +114,7 @@ pub async fn upgrade(state: AppState, address: ClientAddress, mut parts: Parts) 
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    let app = ClientApp::from_headers(&parts.headers);
     let max_message = state.endpoint.max_body_bytes;
     upgrade
         .protocols([PROTOCOL])
@@ -130,6 +132,7 @@ pub async fn upgrade(state: AppState, address: ClientAddress, mut parts: Parts) 
                 Handshake {
                     address,
                     authorization,
+                    app,
                 },
                 slot,
             )
@@ -165,6 +168,8 @@ pub fn refused(cap: Cap, realtime: &Realtime) -> Response {
 struct Handshake {
     address: ClientAddress,
     authorization: Option<String>,
+    /// The client the upgrade request's headers name (`connection_init` may name another).
+    app: ClientApp,
 }
 
 /// One WebSocket's state, shared by its parts.
@@ -296,11 +301,13 @@ async fn serve(
         let gateway = Arc::clone(&state.gateway);
         move |payload: serde_json::Value| async move {
             let authorization = authorization_of(&payload).or(handshake.authorization);
+            let app = ClientApp::from_payload(&payload).unwrap_or(handshake.app);
             match gateway
                 .subscriber(authorization.as_deref(), handshake.address)
                 .await
             {
-                Ok(subscriber) => {
+                Ok(mut subscriber) => {
+                    subscriber.caller.app = app;
                     let _ = connection.subscriber.set(subscriber);
                     connection.initialised.send_replace(true);
                     Ok(Data::default())

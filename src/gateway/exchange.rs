@@ -11,6 +11,7 @@ use super::execute::Outcome;
 use crate::auth::{ClientAddress, Viewer};
 use crate::buckets::Decision;
 use crate::cache::{CacheKey, CachePolicy, CacheStatus};
+use crate::usage::{ClientApp, OperationUsage};
 
 /// One operation as a transport read it.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +46,8 @@ pub struct Caller {
     pub address: ClientAddress,
     /// The client whose budget pays: the user when signed in, the address otherwise.
     pub client: String,
+    /// The client application it says it is (`apollographql-client-name` and version).
+    pub app: ClientApp,
 }
 
 impl Caller {
@@ -58,7 +61,14 @@ impl Caller {
             viewer,
             address,
             client,
+            app: ClientApp::unknown(),
         }
+    }
+
+    /// The same caller, saying it is the client application `app`.
+    pub fn with_app(mut self, app: ClientApp) -> Self {
+        self.app = app;
+        self
     }
 }
 
@@ -83,6 +93,10 @@ pub struct Prepared {
     pub register: Option<(String, String)>,
     /// Its compiled form, when every field it selects compiles (queries only).
     pub compiled: Option<Arc<crate::compiled::Program>>,
+    /// What it uses of the schema, for the usage records (when they are kept).
+    pub usage: Option<Arc<OperationUsage>>,
+    /// The client a trusted document's manifest names (it overrides what the caller says).
+    pub client: Option<ClientApp>,
 }
 
 /// Where one operation stands.
@@ -193,6 +207,8 @@ pub struct Settled {
     pub throttle: Option<Decision>,
     /// Where the answer came from.
     pub cache_status: CacheStatus,
+    /// The deprecated fields (`Type.field`) the operations that ran used.
+    pub deprecated: Vec<String>,
     /// How the answer may be cached (`None`: not at all).
     pub policy: Option<CachePolicy>,
     /// The entity tag of the single answer's data, when cacheable.

@@ -133,14 +133,42 @@ impl Gateway {
                     }
                     self.metrics.response(outcome.status);
                     exchange.cache_status = outcome.status;
+                    // Only what ran is used: an operation refused as it started ran nothing.
+                    let deprecated = if outcome.request_error {
+                        Vec::new()
+                    } else {
+                        self.record_usage(&prepared, &exchange.caller);
+                        prepared.deprecated
+                    };
                     OperationState::Ran {
                         outcome,
                         query: prepared.operation_type == OperationType::Query,
-                        deprecated: prepared.deprecated,
+                        deprecated,
                     }
                 }
                 other => other,
             };
+        }
+    }
+
+    /// Counts what an operation that ran used of the schema, for its client (the one a trusted
+    /// document's manifest names, or the one the caller says it is), and its deprecated fields
+    /// by client.
+    pub(super) fn record_usage(&self, prepared: &Prepared, caller: &Caller) {
+        let app = prepared.client.as_ref().unwrap_or(&caller.app);
+        let admitted = match &self.usage {
+            Some(usage) => {
+                let admitted = usage.admit(app);
+                if let Some(operation) = &prepared.usage {
+                    usage.record(operation, &admitted);
+                }
+                admitted
+            }
+            // Without the records there is no bound on distinct names: the metric names none.
+            None => crate::usage::ClientApp::unknown(),
+        };
+        for (field, _) in &prepared.deprecated {
+            self.metrics.deprecated_field_used_by(field, &admitted.name);
         }
     }
 

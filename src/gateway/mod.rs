@@ -35,6 +35,7 @@ pub mod schema_info;
 mod serialize;
 mod settle;
 mod subscribe;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -99,4 +100,8 @@ pub struct Gateway {
     pub max_response_bytes: usize,
     /// Whether queries whose fields compile run compiled (see [`crate::compiled`]).
     pub compiled_reads: bool,
+    /// The schema usage records, unless turned off.
+    pub usage: Option<Arc<crate::usage::Usage>>,
+    /// When deprecated fields were deprecated and go: the `Deprecation` and `Sunset` headers.
+    pub deprecation_dates: crate::usage::DeprecationDates,
 }

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::buckets::{BucketPolicy, Buckets};
 use crate::config::PersistedSettings;
 use crate::redis_client::RedisClient;
+use crate::usage::ClientApp;
 
 /// How long a registered query is kept after its last registration or use.
 const APQ_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -78,6 +79,18 @@ pub struct Resolved {
     pub query: String,
     /// The hash to register the document under (APQ registration).
     pub register: Option<String>,
+    /// The client a trusted document's manifest names.
+    pub client: Option<ClientApp>,
+}
+
+/// A trusted documents manifest: the documents by id and by SHA-256, and the client each
+/// document belongs to (by SHA-256), when the manifest names one.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    /// Documents by id and by SHA-256.
+    pub documents: HashMap<String, String>,
+    /// Clients by the SHA-256 of their documents.
+    pub clients: HashMap<String, ClientApp>,
 }
 
 /// Persisted operations of both kinds.
@@ -85,7 +98,7 @@ pub struct Resolved {
 pub struct PersistedQueries {
     memory: Cache<String, Arc<str>>,
     redis: Option<RedisClient>,
-    trusted: Option<Arc<HashMap<String, String>>>,
+    trusted: Option<Arc<Manifest>>,
     buckets: Buckets,
     registrations: BucketPolicy,
     max_bytes: u64,
@@ -106,7 +119,7 @@ impl PersistedQueries {
     pub fn new(
         settings: &PersistedSettings,
         redis: Option<RedisClient>,
-        trusted: Option<HashMap<String, String>>,
+        trusted: Option<Manifest>,
         buckets: Buckets,
     ) -> Self {
         Self {
@@ -127,8 +140,10 @@ impl PersistedQueries {
 
     /// Reads a manifest: Apollo's `{"format": "apollo-persisted-query-manifest", "operations":
     /// [{"id", "body"}]}` or a plain object of hash -> document. Each document is also listed
-    /// under its SHA-256, so clients may send the full text of a trusted operation.
-    pub fn read_manifest(path: &Path) -> Result<HashMap<String, String>, ManifestError> {
+    /// under its SHA-256, so clients may send the full text of a trusted operation. An Apollo
+    /// manifest may name its client: `"client": {"name", "version"}` at the top level, or on an
+    /// operation (which wins).
+    pub fn read_manifest(path: &Path) -> Result<Manifest, ManifestError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
             path: shown.clone(),
@@ -141,16 +156,34 @@ impl PersistedQueries {
         let json: serde_json::Value =
             serde_json::from_str(&text).map_err(|err| format_error(err.to_string()))?;
         let mut entries = Vec::new();
+        let mut clients = HashMap::new();
+        let client_of = |value: &serde_json::Value| {
+            let name = value["client"]["name"]
+                .as_str()
+                .or_else(|| value["client"].as_str())?;
+            Some(ClientApp::new(
+                Some(name),
+                value["client"]["version"].as_str(),
+            ))
+        };
         match &json {
             serde_json::Value::Object(object) if object.contains_key("operations") => {
                 let operations = object["operations"]
                     .as_array()
                     .ok_or_else(|| format_error("`operations` is not an array".into()))?;
+                let manifest_client = client_of(&json);
                 for operation in operations {
                     let id = operation["id"].as_str();
                     let body = operation["body"].as_str();
                     match (id, body) {
-                        (Some(id), Some(body)) => entries.push((id.to_owned(), body.to_owned())),
+                        (Some(id), Some(body)) => {
+                            if let Some(client) =
+                                client_of(operation).or_else(|| manifest_client.clone())
+                            {
+                                clients.insert(sha256_hex(body), client);
+                            }
+                            entries.push((id.to_owned(), body.to_owned()));
+                        }
                         _ => return Err(format_error("an operation lacks `id` or `body`".into())),
                     }
                 }
@@ -170,7 +203,7 @@ impl PersistedQueries {
             documents.insert(sha256_hex(&body), body.clone());
             documents.insert(id, body);
         }
-        Ok(documents)
+        Ok(Manifest { documents, clients })
     }
 
     /// Whether only the manifest's operations run.
@@ -192,9 +225,16 @@ impl PersistedQueries {
             .as_deref()
             .map(|hash| hash.strip_prefix("sha256:").unwrap_or(hash).to_owned());
         if let Some(trusted) = &self.trusted {
+            let client_of = |document: &str| {
+                if trusted.clients.is_empty() {
+                    return None;
+                }
+                trusted.clients.get(&sha256_hex(document)).cloned()
+            };
             return match hash {
-                Some(hash) => match trusted.get(&hash) {
+                Some(hash) => match trusted.documents.get(&hash) {
                     Some(document) if query.is_empty() || *document == query => Ok(Resolved {
+                        client: client_of(document),
                         query: document.clone(),
                         register: None,
                     }),
@@ -202,8 +242,9 @@ impl PersistedQueries {
                     None if query.is_empty() => Err(PersistedError::NotFound),
                     None => Err(PersistedError::NotTrusted),
                 },
-                None => match trusted.get(&sha256_hex(&query)) {
+                None => match trusted.documents.get(&sha256_hex(&query)) {
                     Some(_) => Ok(Resolved {
+                        client: client_of(&query),
                         query,
                         register: None,
                     }),
@@ -215,17 +256,20 @@ impl PersistedQueries {
             None => Ok(Resolved {
                 query,
                 register: None,
+                client: None,
             }),
             Some(hash) if query.is_empty() => match self.lookup(&hash).await {
                 Some(query) => Ok(Resolved {
                     query,
                     register: None,
+                    client: None,
                 }),
                 None => Err(PersistedError::NotFound),
             },
             Some(hash) if sha256_hex(&query) == hash.to_ascii_lowercase() => Ok(Resolved {
                 query,
                 register: Some(hash.to_ascii_lowercase()),
+                client: None,
             }),
             Some(_) => Err(PersistedError::HashMismatch),
         }

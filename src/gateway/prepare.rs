@@ -22,6 +22,8 @@ const MAX_REMEMBERED_VARIABLES: usize = 1024;
 /// A document parsed, reduced to its operation and checked for one operation name.
 pub struct CheckedDocument {
     key: String,
+    /// The operation's signature for the usage records.
+    signature: String,
     document: Arc<ExecutableDocument>,
     operation_type: OperationType,
     /// Bytes it holds (its key and its parsed form).
@@ -188,6 +190,7 @@ impl Gateway {
             }
         };
         let register = resolved.register.map(|hash| (hash, resolved.query));
+        let client = resolved.client;
         Ok(Operation {
             requested: planned.requested,
             preparation,
@@ -201,6 +204,8 @@ impl Gateway {
                 hint: planned.hint,
                 register,
                 compiled: planned.compiled.clone(),
+                usage: planned.usage.clone(),
+                client,
             })),
         })
     }
@@ -247,7 +252,8 @@ impl Gateway {
                 0,
             )));
         }
-        let planned = self.plan_and_price(document, variables, operation_name)?;
+        let planned =
+            self.plan_and_price(document, variables, operation_name, &checked.signature)?;
         let errors = self
             .validate(
                 document.as_ref().clone(),
@@ -318,8 +324,10 @@ impl Gateway {
             }
         }
         let weight = weight_of(key.len().saturating_add(document::heap_size(&document)));
+        let signature = super::usage::signature(query, operation_name);
         Ok(CheckedDocument {
             key,
+            signature,
             document: Arc::new(document),
             operation_type,
             weight,
@@ -332,6 +340,7 @@ impl Gateway {
         document: &Arc<ExecutableDocument>,
         variables: Variables,
         operation_name: Option<&str>,
+        signature: &str,
     ) -> Result<Planned, Box<Operation>> {
         let plan = Planner::new(document, &variables, &self.schema_info)
             .plan(operation_name)
@@ -415,12 +424,21 @@ impl Gateway {
             .then(|| crate::compiled::compile(&plan.selected(&variables)).ok())
             .flatten()
             .map(Arc::new);
+        let usage = self.usage.as_ref().map(|_| {
+            Arc::new(super::usage::operation_usage(
+                &plan,
+                &variables,
+                &self.schema_info,
+                signature,
+            ))
+        });
         drop(plan);
         let weight = weight_of(
             rewritten
                 .as_ref()
                 .map_or(0, document::heap_size)
-                .saturating_add(PLANNED_OVERHEAD),
+                .saturating_add(PLANNED_OVERHEAD)
+                .saturating_add(usage.as_ref().map_or(0, |usage| usage.heap_size())),
         );
         Ok(Planned {
             hint: measures.hint,
@@ -431,6 +449,7 @@ impl Gateway {
             variables,
             weight,
             compiled,
+            usage,
         })
     }
 
@@ -498,4 +517,6 @@ pub struct Planned {
     weight: u32,
     /// Its compiled form, when it compiles.
     compiled: Option<Arc<crate::compiled::Program>>,
+    /// What it uses of the schema (when usage is recorded).
+    usage: Option<Arc<crate::usage::OperationUsage>>,
 }

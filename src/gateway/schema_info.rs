@@ -34,6 +34,8 @@ pub struct FieldInfo {
     pub deprecation: Option<String>,
     /// The arguments that have a default value.
     pub defaults: Vec<(String, Value)>,
+    /// Every argument: its name and the named type inside its wrappers.
+    pub arguments: Vec<(String, String)>,
 }
 
 /// One named type.
@@ -45,6 +47,10 @@ pub struct TypeInfo {
     pub fields: HashMap<String, FieldInfo>,
     /// The object types it may be (itself for an object; implementors or members otherwise).
     pub possible: Vec<String>,
+    /// The fields of an input object: name and named type.
+    pub input_fields: Vec<(String, String)>,
+    /// Whether it is an enum.
+    pub is_enum: bool,
 }
 
 /// The schema, as far as planning and pricing need it.
@@ -184,6 +190,20 @@ impl SchemaInfo {
                 TypeSystemDefinition::Type(definition) => {
                     let definition = definition.node;
                     let name = definition.name.node.to_string();
+                    let is_enum = matches!(definition.kind, TypeKind::Enum(_));
+                    let input_fields = match &definition.kind {
+                        TypeKind::InputObject(input) => input
+                            .fields
+                            .iter()
+                            .map(|field| {
+                                (
+                                    field.node.name.node.to_string(),
+                                    named_type(&field.node.ty.node),
+                                )
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    };
                     let (kind, fields, possible) = match definition.kind {
                         TypeKind::Object(object) => {
                             for interface in &object.implements {
@@ -237,10 +257,19 @@ impl SchemaInfo {
                                     ))
                                 })
                                 .collect();
-                            (
-                                field.name.node.to_string(),
-                                field_info(field.ty.node, deprecation, defaults),
-                            )
+                            let arguments = field
+                                .arguments
+                                .iter()
+                                .map(|argument| {
+                                    (
+                                        argument.node.name.node.to_string(),
+                                        named_type(&argument.node.ty.node),
+                                    )
+                                })
+                                .collect();
+                            let mut info = field_info(field.ty.node, deprecation, defaults);
+                            info.arguments = arguments;
+                            (field.name.node.to_string(), info)
                         })
                         .collect();
                     self.types.insert(
@@ -249,6 +278,8 @@ impl SchemaInfo {
                             kind,
                             fields,
                             possible,
+                            input_fields,
+                            is_enum,
                         },
                     );
                 }
@@ -357,5 +388,18 @@ fn field_info(ty: Type, deprecation: Option<String>, defaults: Vec<(String, Valu
         list,
         deprecation,
         defaults,
+        arguments: Vec::new(),
+    }
+}
+
+/// The named type inside `ty`'s list and non-null wrappers.
+fn named_type(ty: &Type) -> String {
+    let mut base = &ty.base;
+    while let BaseType::List(inner) = base {
+        base = &inner.base;
+    }
+    match base {
+        BaseType::Named(name) => name.to_string(),
+        BaseType::List(_) => String::new(),
     }
 }

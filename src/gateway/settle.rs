@@ -42,6 +42,7 @@ impl Gateway {
         let mut retry_after = None;
         let mut unavailable = false;
         let mut answers = Vec::with_capacity(exchange.operations.len());
+        let mut deprecated_used: Vec<String> = Vec::new();
         for operation in exchange.operations {
             let (data, mut errors, deprecated, actual) = match operation.state {
                 OperationState::Ran {
@@ -91,6 +92,11 @@ impl Gateway {
             );
             if !deprecated.is_empty() {
                 extensions.insert(Name::new("deprecations"), self.deprecations(&deprecated));
+                for (field, _) in &deprecated {
+                    if !deprecated_used.contains(field) {
+                        deprecated_used.push(field.clone());
+                    }
+                }
             }
             answers.push(Answer {
                 data,
@@ -109,6 +115,7 @@ impl Gateway {
             batch: exchange.batch,
             throttle,
             cache_status: exchange.cache_status,
+            deprecated: deprecated_used,
             policy: policy.filter(|_| single),
             etag: etag.filter(|_| single),
             retry_after,

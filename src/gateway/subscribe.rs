@@ -219,6 +219,8 @@ impl Gateway {
             }
             return futures::stream::iter([Delivery::Next(Box::new(refused))]).boxed();
         }
+        // An open subscription counts once, as it opens.
+        self.record_usage(&prepared, &subscriber.caller);
         let following = Following {
             gateway: Arc::clone(self),
             deadline: subscriber.claims.map(|claims| expiry(claims.expires_at)),

@@ -85,6 +85,8 @@ async fn gateway(app: &TestApp, compiled: bool) -> Gateway {
         replicas: None,
         max_response_bytes: 4 * 1024 * 1024,
         compiled_reads: compiled,
+        usage: None,
+        deprecation_dates: Default::default(),
     }
 }
 

@@ -280,6 +280,8 @@ async fn the_requested_cost_covers_everything_that_executes() {
         replicas: None,
         max_response_bytes: 4 * 1024 * 1024,
         compiled_reads: false,
+        usage: None,
+        deprecation_dates: Default::default(),
     };
     let transport = Transport {
         mutations: false,

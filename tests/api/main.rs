@@ -28,4 +28,5 @@ mod statements;
 mod subscriptions;
 mod tags;
 mod tcp_proxy;
+mod usage;
 mod users;

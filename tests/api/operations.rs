@@ -1001,6 +1001,7 @@ async fn the_dashboard_queries_only_series_the_server_exports() {
     let mut eventual = vec![
         "conduit_rate_limited_total",
         "conduit_deprecated_field_uses_total",
+        "conduit_deprecated_field_uses_by_client_total",
     ];
     if test_redis_url().is_none() {
         eventual.extend(["conduit_redis_up", "conduit_redis_call_duration_seconds"]);
