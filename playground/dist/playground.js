@@ -343,4 +343,4 @@ subscription NewArticles {
     author { username }
     tags { name }
   }
-}`;function cpe(){return(0,f6.jsx)(Ia,{fetcher:ope,defaultQuery:ZY,defaultTabs:[{query:ZY},{query:ape},{query:spe},{query:lpe},{query:upe}],isHeadersEditorEnabled:!0,shouldPersistHeaders:!0,defaultEditorToolsVisibility:"headers",visiblePlugin:"Documentation Explorer"})}(0,KY.createRoot)(document.getElementById("graphiql")).render((0,f6.jsx)(cpe,{}));})();
+}`;function cpe(){return(0,f6.jsx)(Ia,{fetcher:ope,defaultQuery:ZY,defaultTabs:[{query:ZY},{query:ape},{query:spe},{query:lpe},{query:upe}],isHeadersEditorEnabled:!0,shouldPersistHeaders:!0,defaultEditorToolsVisibility:"headers",visiblePlugin:"Documentation Explorer",inputValueDeprecation:!0})}(0,KY.createRoot)(document.getElementById("graphiql")).render((0,f6.jsx)(cpe,{}));})();

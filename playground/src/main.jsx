@@ -1,5 +1,6 @@
 // Conduit's playground: GraphiQL pointed at /graphql, with example operations, the headers editor
-// for the token, and the docs explorer. Subscriptions go over a WebSocket to the same /graphql
+// for the token, and the docs explorer (deprecated fields listed as such, with their reasons; the
+// editor strikes them through in its hints and underlines them where used). Subscriptions go over a WebSocket to the same /graphql
 // (graphql-ws), signed in with the headers editor's Authorization, sent as connection params.
 // Bundled by build.mjs into dist/.
 import React from 'react';
@@ -105,6 +106,9 @@ function Playground() {
       shouldPersistHeaders
       defaultEditorToolsVisibility="headers"
       visiblePlugin="Documentation Explorer"
+      // Deprecated arguments and input fields are read too, so the docs explorer and the
+      // editor's hints mark every deprecated part of the schema as such, with its reason.
+      inputValueDeprecation
     />
   );
 }

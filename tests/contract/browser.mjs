@@ -1,6 +1,7 @@
 // The playground in a real browser (Debian's Chromium, driven by playwright-core): the page loads
 // nothing from another host and breaks no Content-Security-Policy rule, offers the example
-// operations, the headers editor and the docs explorer, runs a query, and runs the subscription
+// operations, the headers editor and the docs explorer (with a deprecated field shown as such),
+// runs a query, and runs the subscription
 // example over a WebSocket to the same host, signed in with the headers editor's Authorization
 // (sent as connection params), pasted and run at once: an article published meanwhile shows up in
 // the result window.
@@ -85,6 +86,24 @@ try {
     { timeout: 30_000 },
   );
   assert.ok(await page.getByText('Headers', { exact: true }).count() > 0, 'a headers editor');
+
+  // The docs explorer lists a deprecated field as such, with its reason: Query -> Article.
+  const explorer = page.locator('.graphiql-doc-explorer');
+  await explorer.locator('a.graphiql-doc-explorer-type-name', { hasText: /^Query$/ }).first().click();
+  await explorer.locator('a.graphiql-doc-explorer-type-name', { hasText: /^Article$/ }).first().click();
+  await explorer.getByRole('button', { name: 'Show Deprecated Fields' }).click();
+  await page.waitForFunction(
+    () => document.querySelector('.graphiql-doc-explorer')?.textContent?.includes('Deprecated Fields'),
+    null,
+    { timeout: 30_000 },
+  );
+  const deprecatedSection = await explorer.textContent();
+  assert.match(deprecatedSection, /tagList/, 'Article.tagList is listed');
+  const reasons = await explorer.locator('.graphiql-doc-explorer-deprecation').allTextContents();
+  assert.ok(
+    reasons.some((reason) => /Deprecated/.test(reason) && /tags \{ name \}/.test(reason)),
+    `tagList is marked deprecated with its reason: ${JSON.stringify(reasons)}`,
+  );
 
   await page.locator('.graphiql-tab').first().click();
   await page.click('.graphiql-execute-button');
@@ -171,7 +190,7 @@ try {
   assert.deepEqual(foreign, [], 'nothing is loaded from another host');
   assert.deepEqual(problems, [], 'no console errors (CSP violations included)');
   console.log(
-    `playground: ${tabs} example tabs, docs explorer, headers editor; a query and a subscription (WebSocket) ran in Chromium`,
+    `playground: ${tabs} example tabs, docs explorer (Article.tagList shown deprecated), headers editor; a query and a subscription (WebSocket) ran in Chromium`,
   );
 } finally {
   await browser.close();

@@ -52,6 +52,21 @@ if node schema-diff.mjs released.graphql "$work/broken.graphql" > "$work/broken.
 fi
 grep "^breaking" "$work/broken.txt"
 echo "schema check: the breaking change is caught"
+# `conduit schema check` classifies the same changes as GraphQL Inspector: the same breaking ones,
+# by coordinate (exit 0 or 1: whether a client used it depends on what the usage records hold).
+status=0
+DATABASE_URL="sqlite://$work/contract.db" "$root/target/debug/conduit" schema check \
+  --against released.graphql --schema "$work/broken.graphql" --format json > "$work/broken.json" || status=$?
+[ "$status" -le 1 ] || { cat "$work/broken.json"; exit 1; }
+node -e '
+  const report = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
+  const inspector = require("node:fs").readFileSync(process.argv[2], "utf8").split("\n").filter((l) => l.startsWith("breaking")).length;
+  const breaking = report.changes.filter((change) => change.criticality === "breaking");
+  if (breaking.length !== inspector || !breaking.some((change) => change.coordinate === "Article.slug")) {
+    console.error(JSON.stringify(report, null, 2)); process.exit(1);
+  }
+  console.log(`conduit schema check: the same ${breaking.length} breaking change(s) as GraphQL Inspector (Article.slug)`);
+' "$work/broken.json" "$work/broken.txt"
 node browser.mjs "$base"
 node subscriptions.mjs "$base" || { tail -n 30 "$work/server.log" >&2; exit 1; }
 
