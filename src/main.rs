@@ -55,7 +55,9 @@ async fn main() -> ExitCode {
         }
     };
     let status = run(command, &config).await;
-    telemetry.shutdown();
+    // The exporter's last batch goes out from a task on this runtime: waiting for it blocks, so
+    // not on a worker thread.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     status
 }
 

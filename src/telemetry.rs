@@ -16,6 +16,7 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
@@ -40,6 +41,11 @@ pub enum TelemetryError {
     /// The OTLP exporter could not be built.
     #[error("OpenTelemetry exporter: {0}")]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
+    /// OTLP over gRPC asked of a binary built without it.
+    #[error(
+        "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs a build with gRPC: cargo build --release --features otlp-grpc (http/protobuf, the default protocol, needs nothing)"
+    )]
+    GrpcNotBuilt,
 }
 
 /// What must outlive the server for traces to reach the collector: shut it down at exit.
@@ -76,6 +82,15 @@ fn traced(metadata: &tracing::Metadata<'_>) -> bool {
     }
 }
 
+/// Whether pretty logs are coloured: only on a terminal, and not when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>). Logs redirected to a file or a pipe
+/// carry no escape sequences.
+fn colour_wanted() -> bool {
+    use std::io::IsTerminal as _;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    !no_color && std::io::stdout().is_terminal()
+}
+
 /// Installs the global subscriber: logs per `log`, and traces when `traces` names an endpoint.
 /// An invalid log filter falls back to `info`. A subscriber already installed (several apps in
 /// one test process) is kept.
@@ -83,8 +98,11 @@ pub fn init(log: &LogSettings, traces: &TracingSettings) -> Result<Telemetry, Te
     let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let dispatch = Arc::new(OnceLock::new());
     let logs = match log.format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_ansi(colour_wanted())
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_ansi(false)
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(JsonLines {
                 dispatch: Arc::clone(&dispatch),
@@ -131,10 +149,13 @@ fn tracer_provider(
     settings: &TracingSettings,
 ) -> Result<SdkTracerProvider, TelemetryError> {
     let exporter = match settings.otlp_protocol {
+        #[cfg(feature = "otlp-grpc")]
         OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
             .build()?,
+        #[cfg(not(feature = "otlp-grpc"))]
+        OtlpProtocol::Grpc => return Err(TelemetryError::GrpcNotBuilt),
         OtlpProtocol::HttpProtobuf => {
             let endpoint = endpoint.trim_end_matches('/');
             let endpoint = if endpoint.ends_with("/v1/traces") {
@@ -165,8 +186,12 @@ fn tracer_provider(
         .with_service_name(settings.service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
+    // Batches go out from a task on the server's own runtime, over an async HTTP client (hyper,
+    // already linked for serving): no thread of its own, no blocking client.
+    let processor =
+        BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
     Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(processor)
         .with_sampler(sampler)
         .with_resource(resource)
         .build())

@@ -5,6 +5,7 @@ mod password;
 mod revocation;
 mod throttle;
 mod token;
+mod token_crypto;
 
 pub use password::{HashMetrics, Passwords};
 pub use revocation::Revocations;

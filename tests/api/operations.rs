@@ -231,9 +231,29 @@ async fn the_span_tree_of_a_nested_query_reaches_the_collector(protocol: &str) {
     assert_eq!(finished["span"]["operation"], "Nested", "{finished}");
 }
 
+/// gRPC is a cargo feature (`otlp-grpc`); `.ci/run` runs this test with it.
+#[cfg(feature = "otlp-grpc")]
 #[tokio::test]
 async fn traces_are_exported_over_otlp_grpc() {
     the_span_tree_of_a_nested_query_reaches_the_collector("grpc").await;
+}
+
+/// Without the `otlp-grpc` feature, asking for gRPC is refused at start, saying how to build it.
+#[cfg(not(feature = "otlp-grpc"))]
+#[tokio::test]
+async fn otlp_over_grpc_without_the_feature_is_refused_at_start() {
+    let output = conduit(
+        &["serve"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+    )
+    .output()
+    .expect("conduit runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--features otlp-grpc"), "{stderr}");
 }
 
 #[tokio::test]
@@ -1013,4 +1033,27 @@ async fn the_dashboard_queries_only_series_the_server_exports() {
         );
     }
     assert!(families.len() >= 15, "{families:?}");
+}
+
+/// Logs written to a file (here: the server's standard output redirected) carry no ANSI escape
+/// sequences, pretty or JSON: colour is for terminals only.
+#[tokio::test]
+async fn logs_redirected_to_a_file_carry_no_escape_sequences() {
+    for format in ["pretty", "json"] {
+        let server =
+            Server::start_sqlite(&[("CONDUIT_LOG", "info"), ("CONDUIT_LOG_FORMAT", format)]).await;
+        let response = reqwest::Client::new()
+            .post(format!("{}/graphql", server.url))
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), 200);
+        let log = server.log();
+        assert!(log.contains("Conduit is listening"), "{format}: {log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "{format} logs in a file hold escape sequences: {log:?}"
+        );
+    }
 }

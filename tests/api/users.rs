@@ -342,6 +342,25 @@ async fn update_viewer_rejects_a_taken_username() {
     );
 }
 
+/// A token issued by the release before the token cryptography moved from jsonwebtoken's
+/// RustCrypto backend to `ring` (HS256 with the tests' secret, for the first user, version 0,
+/// expiring in 2036): it still signs its user in, and a changed signature does not.
+#[tokio::test]
+async fn tokens_issued_before_the_cryptography_moved_stay_valid() {
+    const ISSUED_BEFORE: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIiwiaWF0IjoxNzk2MzE4Nzg2LCJleHAiOjIxMTE2Nzg3ODYsInZlciI6MH0.9FKef3wu_wxsnjeO5ujVf6YMIvY9upYiGGh_gvU9oMc";
+    let app = spawn_app().await;
+    app.register("legacy").await;
+    let viewer = app
+        .gql_as(Some(ISSUED_BEFORE), "{ viewer { username } }", json!({}))
+        .await;
+    assert_eq!(data(&viewer)["viewer"]["username"], "legacy", "{viewer}");
+    let forged = format!("{}A", &ISSUED_BEFORE[..ISSUED_BEFORE.len() - 1]);
+    let refused = app
+        .gql_as(Some(&forged), "{ viewer { username } }", json!({}))
+        .await;
+    assert_eq!(error_code(&refused), "UNAUTHENTICATED");
+}
+
 #[tokio::test]
 async fn old_tokens_stay_valid_after_a_username_change() {
     let app = spawn_app().await;
