@@ -133,62 +133,60 @@ async fn schema_check(config: &Config, args: &SchemaCheckArgs) -> ExitCode {
             Some(path) => evolution::read_schema(path)?,
             None => schema::sdl(),
         };
-        let db = db::connect(&config.database.url, 1, Default::default())
-            .await
-            .map_err(evolution::EvolutionError::Database)?;
-        evolution::check(
-            &db,
-            &args.against.display().to_string(),
-            &old,
-            &new,
-            args.days,
-        )
-        .await
+        let db = usage_records(config).await?;
+        let against = args.against.display().to_string();
+        evolution::check(&db, &against, &old, &new, args.days).await
     };
     match report.await {
         Ok(report) => {
-            match args.format {
-                OutputFormat::Human => print!("{}", report.human()),
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                ),
-            }
+            print_report(args.format, &report.human(), &report);
             if report.breaking_used() > 0 {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
             }
         }
-        Err(err) => {
-            eprintln!("conduit schema check: {err}");
-            ExitCode::from(CHECK_FAILED)
-        }
+        Err(err) => refused("check", &err),
     }
 }
 
 /// `conduit schema usage COORDINATE`.
 async fn schema_usage(config: &Config, args: &SchemaUsageArgs) -> ExitCode {
     let report = async {
-        let db = db::connect(&config.database.url, 1, Default::default())
-            .await
-            .map_err(evolution::EvolutionError::Database)?;
+        let db = usage_records(config).await?;
         evolution::usage(&db, &args.coordinate, args.days).await
     };
     match report.await {
         Ok(report) => {
-            match args.format {
-                OutputFormat::Human => print!("{}", report.human()),
-                OutputFormat::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                ),
-            }
+            print_report(args.format, &report.human(), &report);
             ExitCode::SUCCESS
         }
-        Err(err) => {
-            eprintln!("conduit schema usage: {err}");
-            ExitCode::from(CHECK_FAILED)
-        }
+        Err(err) => refused("usage", &err),
     }
+}
+
+/// The database holding the usage records (one connection: a report reads, then exits).
+async fn usage_records(
+    config: &Config,
+) -> Result<sea_orm::DatabaseConnection, evolution::EvolutionError> {
+    db::connect(&config.database.url, 1, Default::default())
+        .await
+        .map_err(evolution::EvolutionError::Database)
+}
+
+/// Prints a report for a person (`human`) or as JSON.
+fn print_report(format: OutputFormat, human: &str, report: &impl serde::Serialize) {
+    match format {
+        OutputFormat::Human => print!("{human}"),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        ),
+    }
+}
+
+/// Says why `conduit schema <command>` could not answer; exit status 2.
+fn refused(command: &str, err: &evolution::EvolutionError) -> ExitCode {
+    eprintln!("conduit schema {command}: {err}");
+    ExitCode::from(CHECK_FAILED)
 }

@@ -84,12 +84,12 @@ pub struct Resolved {
 }
 
 /// A trusted documents manifest: the documents by id and by SHA-256, and the client each
-/// document belongs to (by SHA-256), when the manifest names one.
+/// document belongs to (by id and SHA-256), when the manifest names one.
 #[derive(Debug, Clone, Default)]
 pub struct Manifest {
     /// Documents by id and by SHA-256.
     pub documents: HashMap<String, String>,
-    /// Clients by the SHA-256 of their documents.
+    /// Clients by the ids and the SHA-256 of their documents.
     pub clients: HashMap<String, ClientApp>,
 }
 
@@ -180,7 +180,9 @@ impl PersistedQueries {
                             if let Some(client) =
                                 client_of(operation).or_else(|| manifest_client.clone())
                             {
-                                clients.insert(sha256_hex(body), client);
+                                // Under the id and the SHA-256, as the documents are.
+                                clients.insert(sha256_hex(body), client.clone());
+                                clients.insert(id.to_owned(), client);
                             }
                             entries.push((id.to_owned(), body.to_owned()));
                         }
@@ -225,16 +227,12 @@ impl PersistedQueries {
             .as_deref()
             .map(|hash| hash.strip_prefix("sha256:").unwrap_or(hash).to_owned());
         if let Some(trusted) = &self.trusted {
-            let client_of = |document: &str| {
-                if trusted.clients.is_empty() {
-                    return None;
-                }
-                trusted.clients.get(&sha256_hex(document)).cloned()
-            };
+            // Clients are listed under the same keys as the documents: no hashing here.
+            let client_of = |key: &str| trusted.clients.get(key).cloned();
             return match hash {
                 Some(hash) => match trusted.documents.get(&hash) {
                     Some(document) if query.is_empty() || *document == query => Ok(Resolved {
-                        client: client_of(document),
+                        client: client_of(&hash),
                         query: document.clone(),
                         register: None,
                     }),
@@ -242,14 +240,17 @@ impl PersistedQueries {
                     None if query.is_empty() => Err(PersistedError::NotFound),
                     None => Err(PersistedError::NotTrusted),
                 },
-                None => match trusted.documents.get(&sha256_hex(&query)) {
-                    Some(_) => Ok(Resolved {
-                        client: client_of(&query),
-                        query,
-                        register: None,
-                    }),
-                    None => Err(PersistedError::NotTrusted),
-                },
+                None => {
+                    let key = sha256_hex(&query);
+                    match trusted.documents.get(&key) {
+                        Some(_) => Ok(Resolved {
+                            client: client_of(&key),
+                            query,
+                            register: None,
+                        }),
+                        None => Err(PersistedError::NotTrusted),
+                    }
+                }
             };
         }
         match hash {

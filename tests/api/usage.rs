@@ -546,3 +546,46 @@ async fn deprecation_and_sunset_headers_come_exactly_when_a_deprecated_field_ran
         assert_eq!(headers_of(&response), (None, None), "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_trusted_documents_client_comes_from_its_manifest() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let manifest = dir.path().join("manifest.json");
+    let body = "query Tags { tags(first: 2) { nodes { name } } }";
+    std::fs::write(
+        &manifest,
+        json!({
+            "format": "apollo-persisted-query-manifest",
+            "version": 1,
+            "client": { "name": "ios", "version": "5.0" },
+            "operations": [{ "id": "tags-1", "name": "Tags", "type": "query", "body": body }],
+        })
+        .to_string(),
+    )
+    .expect("manifest written");
+    let app = spawn_app_with(|config| {
+        config.persisted.trusted_documents = Some(manifest.clone());
+        config.usage.usage_flush_secs = 1;
+    })
+    .await;
+    // By id and by full text; the headers say otherwise, the manifest wins.
+    let headers = [("apollographql-client-name", "web")];
+    for request in [
+        json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": "tags-1" } } }),
+        json!({ "query": body }),
+    ] {
+        let answer = post_as_client(&app, &headers, request)
+            .await
+            .json::<Value>()
+            .await
+            .expect("json");
+        assert!(answer["errors"].is_null(), "{answer}");
+    }
+    let records = records_until(&app, |records| {
+        records
+            .get("ios 5.0")
+            .is_some_and(|used| used.get("Query.tags") == Some(&2))
+    })
+    .await;
+    assert!(!records.contains_key("web"), "{records:#?}");
+}
