@@ -328,6 +328,12 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.run_until(Box::pin(shutdown)).await
+    }
+
+    /// The body of [`App::run`], not generic: the server is compiled once, in this crate, rather
+    /// than again in every crate that names its own shutdown future.
+    async fn run_until(self, shutdown: connections::StopSignal) -> std::io::Result<()> {
         if let Some(listener) = self.metrics_listener {
             // The admin listener: metrics and the detailed probes, with connections of its own,
             // so they answer while the public listener is saturated.
@@ -342,7 +348,7 @@ impl App {
                 admin,
                 self.admin_connections,
                 Arc::clone(&self.state.metrics),
-                std::future::pending(),
+                Box::pin(std::future::pending()),
             ));
         }
         let sampler = tokio::spawn(housekeeping(
@@ -375,7 +381,13 @@ impl App {
         };
         let metrics = Arc::clone(&self.state.metrics);
         let app = router(self.state);
-        let server = connections::serve(self.listener, app, self.connections, metrics, graceful);
+        let server = connections::serve(
+            self.listener,
+            app,
+            self.connections,
+            metrics,
+            Box::pin(graceful),
+        );
         let deadline = async move {
             if stopped.await.is_err() {
                 std::future::pending::<()>().await;

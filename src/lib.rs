@@ -7,6 +7,7 @@ pub mod auth;
 pub mod buckets;
 pub mod cache;
 pub mod changes;
+pub mod cli;
 /// Comments on articles.
 pub mod comments;
 /// Compiled reads: queries served from their plan, without the executor.

@@ -279,6 +279,9 @@ impl Closed {
 /// How often each connection's watchdog looks at it.
 const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
 
+/// What stops a listener: boxed, so [`serve`] is compiled once rather than per caller's future.
+pub type StopSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// One listener's connections: serves `router` on `listener` until `stop` completes, then lets
 /// the open connections finish gracefully (the caller bounds how long).
 pub async fn serve(
@@ -286,7 +289,7 @@ pub async fn serve(
     router: Router,
     settings: ConnectionSettings,
     metrics: Arc<Metrics>,
-    stop: impl Future<Output = ()> + Send + 'static,
+    mut stop: StopSignal,
 ) {
     let caps = Arc::new(ConnectionCaps::new(
         settings.max_connections,
@@ -299,7 +302,6 @@ pub async fn serve(
     let (stopping, stopped) = watch::channel(());
     // Each connection holds a receiver: the listener waits until the last one is gone.
     let (open, all_closed) = watch::channel(());
-    tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

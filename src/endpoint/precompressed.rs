@@ -67,7 +67,9 @@ pub fn gzip_preferred(request_headers: &HeaderMap) -> bool {
                 .unwrap_or(1.0);
             if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
                 gzip = gzip.max(quality);
-            } else if coding.eq_ignore_ascii_case("br") || coding.eq_ignore_ascii_case("zstd") {
+            } else if coding.eq_ignore_ascii_case("br")
+                || (cfg!(feature = "zstd") && coding.eq_ignore_ascii_case("zstd"))
+            {
                 others = others.max(quality);
             }
         }
@@ -173,6 +175,8 @@ mod tests {
         assert!(accepts("gzip, deflate, br, zstd"));
         assert!(accepts("br;q=0.5, gzip"));
         assert!(!accepts("br, gzip;q=0.8"));
+        // zstd is offered only by a build with the `zstd` feature.
+        assert_eq!(accepts("zstd, gzip;q=0.8"), !cfg!(feature = "zstd"));
         assert!(!accepts("gzip;q=0"));
         assert!(!accepts("identity"));
         assert!(!gzip_preferred(&HeaderMap::new()));
